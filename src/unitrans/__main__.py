@@ -1,0 +1,5 @@
+import sys
+
+from unitrans.cli import main
+
+sys.exit(main())

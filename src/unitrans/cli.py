@@ -1,0 +1,76 @@
+"""The `unitrans` command line.
+
+Commands live in `unitrans.commands.*`, each a thin wrapper over a library function; this module only
+builds the app, configures logging (here and nowhere else) and turns user errors into one-line messages
+with exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from unitrans import __version__
+from unitrans.commands import data, encoder, evaluate, run, train, translate
+from unitrans.errors import UnitransError
+
+app = typer.Typer(
+    name="unitrans",
+    help="Zero-resource cross-lingual NER by UniTrans.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"unitrans {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+for _module in (data, evaluate, encoder, train, translate, run):
+    _module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code instead of raising SystemExit (handy in tests)."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="unitrans", standalone_mode=False)
+    except UnitransError as err:
+        print(f"unitrans: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except typer.Abort:
+        print("unitrans: aborted", file=sys.stderr)
+        return 130
+    except typer.Exit as err:
+        return err.exit_code
+    except typer.TyperException as err:  # usage errors; typer vendors click's exception classes
+        show = getattr(err, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"unitrans: error: {err}", file=sys.stderr)
+        return getattr(err, "exit_code", 2)
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

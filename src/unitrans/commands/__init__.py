@@ -1,0 +1,1 @@
+"""CLI command groups: each is a thin wrapper over a typed library function."""

@@ -1,0 +1,5 @@
+"""CoNLL I/O and label schemes."""
+
+from unitrans.data.sentence import Sentence
+
+__all__ = ["Sentence"]

@@ -1,0 +1,1 @@
+"""Entity-level metrics and reports."""

@@ -1,0 +1,1 @@
+"""Encoder loading, the token-classification tagger and constrained Viterbi decoding."""

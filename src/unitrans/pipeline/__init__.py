@@ -1,0 +1,1 @@
+"""The UniTrans pipeline: stages, content-addressed cache, variants."""

@@ -1,0 +1,1 @@
+"""Supervised training and knowledge distillation."""

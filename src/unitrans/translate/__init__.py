@@ -1,0 +1,1 @@
+"""Static word embeddings, cross-lingual alignment (Procrustes, CSLS) and word-by-word translation."""
