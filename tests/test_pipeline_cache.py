@@ -1,0 +1,71 @@
+"""The content-addressed stage cache: keys, skipping, atomic folders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unitrans.pipeline.cache import StageCache, hash_rows, hash_text
+
+
+def _writer(calls: list[str], text: str = "out"):
+    def build(folder):
+        calls.append(text)
+        (folder / "out.txt").write_text(text)
+        return {"score": 0.5}
+
+    return build
+
+
+def test_key_depends_on_settings_inputs_and_version(tmp_path):
+    cache = StageCache(tmp_path)
+    base = cache.key("train", {"lr": 1e-4}, {"data": "abc"})
+    assert base == cache.key("train", {"lr": 1e-4}, {"data": "abc"})
+    assert base != cache.key("train", {"lr": 5e-5}, {"data": "abc"})
+    assert base != cache.key("train", {"lr": 1e-4}, {"data": "abd"})
+    assert base != cache.key("probs", {"lr": 1e-4}, {"data": "abc"})
+    assert base != StageCache(tmp_path, version="9.9").key("train", {"lr": 1e-4}, {"data": "abc"})
+
+
+def test_hashes_are_unambiguous():
+    assert hash_text("ab", "c") != hash_text("a", "bc")
+    assert hash_rows([["a", "b"]]) != hash_rows([["a"], ["b"]])
+
+
+def test_second_run_is_cached_and_keeps_manifest(tmp_path):
+    cache = StageCache(tmp_path)
+    calls: list[str] = []
+    first = cache.run("train", {"lr": 1}, {}, _writer(calls), seed=3)
+    second = cache.run("train", {"lr": 1}, {}, _writer(calls))
+    assert calls == ["out"]
+    assert not first.cached and second.cached
+    assert first.folder == second.folder and (first.folder / "out.txt").read_text() == "out"
+    manifest = json.loads((first.folder / "manifest.json").read_text())
+    assert manifest["seed"] == 3 and manifest["settings"] == {"lr": 1}
+    assert manifest["metrics"] == {"score": 0.5} and second.metrics == {"score": 0.5}
+    assert manifest["seconds"] >= 0
+
+
+def test_failed_stage_leaves_nothing_and_reruns(tmp_path):
+    cache = StageCache(tmp_path)
+
+    def boom(folder):
+        (folder / "half.txt").write_text("x")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.run("train", {}, {}, boom)
+    assert [p.name for p in (tmp_path / "train").iterdir()] == []
+    calls: list[str] = []
+    assert not cache.run("train", {}, {}, _writer(calls)).cached
+    assert calls == ["out"]
+
+
+def test_folder_without_manifest_is_rebuilt(tmp_path):
+    cache = StageCache(tmp_path)
+    calls: list[str] = []
+    rec = cache.run("s", {}, {}, _writer(calls))
+    (rec.folder / "manifest.json").unlink()
+    again = cache.run("s", {}, {}, _writer(calls, "new"))
+    assert not again.cached and (again.folder / "out.txt").read_text() == "new"
