@@ -1,0 +1,174 @@
+"""Run reports: results.json, results.md (laid out like the paper's Tables 2–3) and an F1 chart.
+
+Our figures are fractions in [0, 1] in JSON and percentages in the Markdown table, beside the paper's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PAPER_SOURCE = "Wu et al., IJCAI 2020, Tables 2–4 (mBERT encoder)"
+PAPER_F1: dict[str, dict[str, float]] = {
+    # Entity F1 in percent. Only the figures we are sure of; anything else is shown as "—".
+    "unitrans": {"es": 79.31, "nl": 82.90, "de": 74.82, "no": 81.17},
+    "src": {"es": 76.34},
+    "trans": {"es": 78.14},
+}
+PAPER_NOTES = ("The paper's model transfer (Θsrc) averages 76.95 F1 over es/nl/de/no.",)
+
+MEASURES = ("f1", "precision", "recall")
+
+
+def summarize(per_seed: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    """Mean over seeds of F1/P/R, and the sample standard deviation of F1 (0 for one seed)."""
+    if not per_seed:
+        raise ValueError("no runs to summarize")
+    out: dict[str, Any] = {}
+    for m in MEASURES:
+        out[m] = float(np.mean([r[m] for r in per_seed]))
+    f1s = [r["f1"] for r in per_seed]
+    out["f1_std"] = float(np.std(f1s, ddof=1)) if len(f1s) > 1 else 0.0
+    out["per_seed"] = [dict(r) for r in per_seed]
+    return out
+
+
+def build_results(
+    scores: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per-seed scores {TARGET: {VARIANT: [runs]}} -> summaries {TARGET: {VARIANT: summarize(runs)}}."""
+    return {t: {v: summarize(runs) for v, runs in by_variant.items()} for t, by_variant in scores.items()}
+
+
+def _write_atomic(path: Path, text: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if isinstance(text, bytes):
+        tmp.write_bytes(text)
+    else:
+        tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _cell(r: Mapping[str, Any]) -> str:
+    std = f" ± {_pct(r['f1_std'])}" if len(r.get("per_seed", ())) > 1 else ""
+    return f"{_pct(r['f1'])}{std} (P {_pct(r['precision'])} / R {_pct(r['recall'])})"
+
+
+def _paper(variant: str, target: str) -> str:
+    value = PAPER_F1.get(variant, {}).get(target)
+    return "—" if value is None else f"{value:.2f}"
+
+
+def render_markdown(
+    results: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    *,
+    encoder: str,
+    titles: Mapping[str, str],
+    coverage: Mapping[str, Sequence[float]] | None = None,
+    timings: Sequence[Mapping[str, Any]] = (),
+    seeds: int = 1,
+) -> str:
+    """The Markdown report: F1 table (ours beside the paper's), voting coverage, stage timings."""
+    targets = list(results)
+    variants = list(dict.fromkeys(v for t in targets for v in results[t]))
+    lines = [
+        "# unitrans results",
+        "",
+        f"Entity micro F1 (conlleval), in %, on each target's test set; encoder: `{encoder}`; "
+        f"{seeds} seed(s), mean ± sample std when more than one; precision/recall in parentheses.",
+        f"Paper: {PAPER_SOURCE}; '—' = no paper figure we are sure of.",
+        "",
+    ]
+    header = ["Variant"]
+    for t in targets:
+        header += [f"{t} (ours)", f"{t} (paper)"]
+    if len(targets) > 1:
+        header.append("avg (ours)")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] * len(header)) + "|")
+    for v in variants:
+        row = [f"{titles.get(v, v)} [`{v}`]"]
+        f1s = []
+        for t in targets:
+            r = results[t].get(v)
+            row.append(_cell(r) if r else "—")
+            row.append(_paper(v, t))
+            if r:
+                f1s.append(r["f1"])
+        if len(targets) > 1:
+            row.append(_pct(float(np.mean(f1s))) if len(f1s) == len(targets) else "—")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", *PAPER_NOTES, ""]
+    if coverage:
+        lines += [
+            "## Voting coverage",
+            "",
+            "Share of unlabelled target words whose three teachers agree (hard label, Eqs. 10–11).",
+            "",
+            "| Target | Coverage per seed |",
+            "|---|---|",
+        ]
+        for t, values in coverage.items():
+            vals = ", ".join(f"{100 * c:.1f}%" for c in values)
+            lines.append(f"| {t} | {vals} |")
+        lines.append("")
+    if timings:
+        lines += ["## Stage timings", "", "| Stage | Status | Seconds |", "|---|---|---|"]
+        for rec in timings:
+            status = "cached" if rec["cached"] else "ran"
+            lines.append(f"| {rec['label']} | {status} | {rec['seconds']:.1f} |")
+        total = sum(rec["seconds"] for rec in timings if not rec["cached"])
+        lines += [f"| **total run this time** | | {total:.1f} |", ""]
+    return "\n".join(lines)
+
+
+def plot_f1(path: Path, results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
+    """Grouped bar chart of F1 (%) per variant and target language, error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = list(results)
+    variants = list(dict.fromkeys(v for t in targets for v in results[t]))
+    width = 0.8 / max(len(variants), 1)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(targets) * max(len(variants), 2) * 0.5 + 2), 4))
+    x = np.arange(len(targets))
+    for i, v in enumerate(variants):
+        f1 = [100 * results[t][v]["f1"] if v in results[t] else math.nan for t in targets]
+        err = [100 * results[t][v]["f1_std"] if v in results[t] else 0.0 for t in targets]
+        ax.bar(x + (i - (len(variants) - 1) / 2) * width, f1, width, yerr=err, label=v, capsize=2)
+    ax.set_xticks(x, targets)
+    ax.set_ylabel("entity F1 (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize="small", ncols=min(len(variants), 4))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_report(
+    out_dir: Path,
+    results: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    **markdown_args: Any,
+) -> dict[str, Path]:
+    """Write results.json, results.md and f1.png into `out_dir`; returns their paths."""
+    paths = {"json": out_dir / "results.json", "md": out_dir / "results.md", "png": out_dir / "f1.png"}
+    _write_atomic(paths["json"], json.dumps(results, indent=2) + "\n")
+    _write_atomic(paths["md"], render_markdown(results, **markdown_args) + "\n")
+    plot_f1(paths["png"], results)
+    return paths

@@ -1,0 +1,136 @@
+"""The pipeline's settings: one frozen, validated dataclass plus the `quick` and `paper` presets.
+
+`paper` is the recipe of Wu et al. (2020) as the brief states it (3 epochs, lr 5e-5 for teachers and
+1e-4 for the student, batch 32, all data). `quick` is sized so one target language with the four main
+variants finishes in about ten minutes on a 2-core CPU: subsampled data, one epoch, short windows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from unitrans.errors import UnitransError
+from unitrans.pipeline.variants import VARIANTS, check_variants
+
+DEFAULT_DATA_DIR = Path(os.environ.get("UNITRANS_DATA_DIR", "../shared/data/conll"))
+MAIN_VARIANTS = ("src", "trans", "teach", "unitrans")
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything that decides what `unitrans run` computes (written as config.json into the run folder)."""
+
+    targets: tuple[str, ...] = field(metadata=_help("Target languages: folders <data_dir>/<lang>/."))
+    source: str = field(default="en", metadata=_help("Source language with labelled train.txt."))
+    data_dir: Path = field(default=DEFAULT_DATA_DIR, metadata=_help("Folder of <lang>/{train,dev,test}.txt."))
+    encoder: str = field(default="me5-small", metadata=_help("Encoder name or local folder."))
+    variants: tuple[str, ...] = field(default=tuple(VARIANTS), metadata=_help("Table rows to compute."))
+    seeds: int = field(default=1, metadata=_help("Runs per variant (seed, seed+1, ...); mean ± std."))
+    seed: int = field(default=42, metadata=_help("First seed."))
+    ensemble: int = field(default=3, metadata=_help("M, teacher runs averaged by the ensemble variant."))
+    eta: float = field(default=1.0, metadata=_help("η, weight of the hard loss (Eq. 9)."))
+    epochs: int = field(default=3, metadata=_help("Epochs of Θsrc, Θtrans, data combination."))
+    teach_epochs: int = field(default=3, metadata=_help("Epochs fine-tuning Θsrc on D_trans into Θteach."))
+    student_epochs: int = field(default=3, metadata=_help("Epochs of the distilled student."))
+    teacher_lr: float = field(default=5e-5, metadata=_help("Learning rate of the teacher models."))
+    student_lr: float = field(default=1e-4, metadata=_help("Learning rate of the student."))
+    batch_size: int = field(default=32, metadata=_help("Sentences per training batch."))
+    max_length: int = field(default=128, metadata=_help("Subword window length."))
+    max_source_sentences: int = field(
+        default=0, metadata=_help("Subsample the source train set to this many sentences (0 = all).")
+    )
+    max_target_sentences: int = field(
+        default=0, metadata=_help("Subsample the unlabelled target text to this many sentences (0 = all).")
+    )
+    out_dir: Path = field(default=Path("runs/unitrans"), metadata=_help("Run folder for reports."))
+    cache_dir: Path | None = field(
+        default=None, metadata=_help("Stage cache (default <out_dir>/cache); share it between runs.")
+    )
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            raise UnitransError("expected at least one target language")
+        for lang in (self.source, *self.targets):
+            if not lang or "/" in lang or lang.startswith("."):
+                raise UnitransError(f"expected a language folder name, found {lang!r}")
+        if self.source in self.targets:
+            raise UnitransError(f"the source language {self.source!r} is also a target")
+        object.__setattr__(self, "targets", tuple(dict.fromkeys(self.targets)))
+        object.__setattr__(self, "variants", check_variants(self.variants))
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        for name in ("seeds", "ensemble", "epochs", "teach_epochs", "student_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UnitransError(f"expected {name} ≥ 1, found {getattr(self, name)}")
+        if self.max_length < 8:
+            raise UnitransError(f"expected max_length ≥ 8, found {self.max_length}")
+        for name in ("max_source_sentences", "max_target_sentences"):
+            if getattr(self, name) < 0:
+                raise UnitransError(f"expected {name} ≥ 0 (0 = all), found {getattr(self, name)}")
+        if self.eta < 0:
+            raise UnitransError(f"expected eta ≥ 0, found {self.eta}")
+        if not (self.teacher_lr > 0 and self.student_lr > 0):
+            raise UnitransError("expected positive learning rates")
+
+    @property
+    def cache_root(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.out_dir / "cache"
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        return tuple(self.seed + i for i in range(self.seeds))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+                for k, v in data.items()}  # fmt: skip
+
+    def write(self, path: Path) -> None:
+        """Write the resolved config as JSON, atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "quick": {
+        "variants": MAIN_VARIANTS,
+        "epochs": 1,
+        "teach_epochs": 1,
+        "student_epochs": 1,
+        "max_length": 64,
+        "max_source_sentences": 2000,
+        "max_target_sentences": 2000,
+    },
+}
+
+
+def make_config(preset: str = "paper", **overrides: Any) -> PipelineConfig:
+    """The preset's config with `overrides` applied; None-valued overrides keep the preset's value."""
+    if preset not in PRESETS:
+        raise UnitransError(f"expected a preset among {', '.join(PRESETS)}, found {preset!r}")
+    known = {f.name for f in fields(PipelineConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise TypeError(f"unknown settings: {sorted(unknown)}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    if "targets" not in values:
+        raise UnitransError("expected at least one target language (--target)")
+    return PipelineConfig(**values)
+
+
+def with_overrides(config: PipelineConfig, **changes: Any) -> PipelineConfig:
+    """A copy with some settings changed (validated again)."""
+    return replace(config, **changes)
