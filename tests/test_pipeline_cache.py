@@ -57,6 +57,7 @@ def test_failed_stage_leaves_nothing_and_reruns(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         cache.run("train", {}, {}, boom)
     assert [p.name for p in (tmp_path / "train").iterdir()] == []
+    assert cache.manifest("train", cache.key("train", {}, {})) is None
     calls: list[str] = []
     assert not cache.run("train", {}, {}, _writer(calls)).cached
     assert calls == ["out"]
@@ -69,3 +70,22 @@ def test_folder_without_manifest_is_rebuilt(tmp_path):
     (rec.folder / "manifest.json").unlink()
     again = cache.run("s", {}, {}, _writer(calls, "new"))
     assert not again.cached and (again.folder / "out.txt").read_text() == "new"
+
+
+def test_resumable_stage_keeps_its_work_folder(tmp_path):
+    cache = StageCache(tmp_path)
+    seen: list[bool] = []
+
+    def interrupted(folder):
+        (folder / "state.txt").write_text("step 5")
+        raise KeyboardInterrupt
+
+    def resume(folder):
+        seen.append((folder / "state.txt").is_file())
+        return {}
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.run("train", {}, {}, interrupted, resumable=True)
+    rec = cache.run("train", {}, {}, resume, resumable=True)
+    assert seen == [True] and (rec.folder / "state.txt").is_file()
+    assert [p.name for p in (tmp_path / "train").iterdir()] == [rec.folder.name]

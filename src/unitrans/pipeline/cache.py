@@ -18,7 +18,6 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +81,10 @@ class StageCache:
     def folder(self, stage: str, key: str) -> Path:
         return self.root / stage / key[:24]
 
+    def partial_folder(self, stage: str, key: str) -> Path:
+        """Where an unfinished stage works (renamed to `folder` when it finishes)."""
+        return self.root / stage / f".partial-{key[:24]}"
+
     def manifest(self, stage: str, key: str) -> dict[str, Any] | None:
         """The manifest of a finished stage, or None when it has not finished."""
         path = self.folder(stage, key) / MANIFEST
@@ -99,10 +102,14 @@ class StageCache:
         *,
         label: str = "",
         seed: int | None = None,
+        resumable: bool = False,
     ) -> StageRecord:
-        """Return the finished stage's record, running `build(tmp_folder)` first when it is not cached.
+        """Return the finished stage's record, running `build(work_folder)` first when it is not cached.
 
-        `build` writes its outputs into the folder it is given and returns metrics for the manifest.
+        `build` writes its outputs into the folder it is given and returns metrics for the manifest. The
+        work folder is renamed to the stage's folder when `build` returns. A `resumable` stage keeps its
+        work folder when interrupted, so the next run's `build` can pick up from what it left there
+        (training saves its optimizer state); other stages start from an empty folder.
         """
         key = self.key(stage, settings, inputs)
         final = self.folder(stage, key)
@@ -113,8 +120,10 @@ class StageCache:
                 dict(found.get("metrics") or {}),
             )  # fmt: skip
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        tmp = self.partial_folder(stage, key)
+        if tmp.exists() and not resumable:
+            shutil.rmtree(tmp)
+        tmp.mkdir(exist_ok=True)
         started = time.time()
         try:
             metrics = dict(build(tmp) or {})
@@ -139,6 +148,7 @@ class StageCache:
                 shutil.rmtree(final)
             os.replace(tmp, final)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if not resumable:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
         return StageRecord(stage, label or stage, key, final, False, seconds, metrics)
