@@ -93,3 +93,31 @@ def test_unlabelled_formats():
     conll = read_unlabelled(FIXTURES / "conll2003_4col.txt")
     assert [s.tags for s in conll] == [None, None, None]
     assert conll[1].words == ("Peter", "Blackburn")
+
+
+def test_tag_column_selectable(tmp_path):
+    path = tmp_path / "multi.txt"
+    path.write_text("Jan B-PER NNP O\nleeft O VBZ O\n")
+    assert read_conll(path, tag_column=1)[0].tags == ("B-PER", "O")
+    assert read_conll(path)[0].tags == ("O", "O")
+
+
+def test_no_break_space_inside_a_word_is_not_a_separator(tmp_path):
+    path = tmp_path / "nbsp.txt"
+    path.write_text("10\u00a0000 O\neuros O\n", encoding="utf-8")
+    assert read_conll(path)[0].words == ("10\u00a0000", "euros")
+
+
+def test_unlabelled_auto_treats_non_tag_columns_as_text(tmp_path):
+    path = tmp_path / "two_words.txt"
+    path.write_text("hola mundo\nbuenos días\n", encoding="utf-8")
+    assert [s.words for s in read_unlabelled(path)] == [("hola", "mundo"), ("buenos", "días")]
+
+
+def test_write_predicted_tags_with_gold(tmp_path):
+    sents = read_conll(FIXTURES / "conll2002_nl_3col.txt")
+    pred = [["O"] * len(s) for s in sents]
+    write_conll(tmp_path / "p.txt", sents, pred, keep_gold=True)
+    lines = (tmp_path / "p.txt").read_text().splitlines()
+    assert lines[3] == "Jan B-PER O"
+    assert [s.tags for s in read_conll(tmp_path / "p.txt", tag_column=1)] == [s.tags for s in sents]

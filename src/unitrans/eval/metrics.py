@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from unitrans.data.aligned import read_aligned
 from unitrans.data.schemes import parse_tag, strict_entities
+from unitrans.errors import UnitransError
 
 MODES = ("conlleval", "strict")
 
@@ -128,3 +131,18 @@ def entity_scores(
         total_gold += len(g_set)
     overall = TypeScore.from_counts(total_correct, total_pred, total_gold)
     return Scores(overall, per_type, mode, tokens)
+
+
+def evaluate_files(
+    gold_path: str | Path | None,
+    pred_path: str | Path,
+    *,
+    mode: str = "conlleval",
+    encoding: str | None = None,
+    scheme: str = "auto",
+) -> Scores:
+    """Score a prediction file against a gold file (layouts in `unitrans.data.aligned`)."""
+    if mode not in MODES:
+        raise UnitransError(f"expected --mode among {', '.join(MODES)}, found {mode!r}")
+    aligned = read_aligned(gold_path, pred_path, encoding=encoding, scheme=scheme)
+    return entity_scores(aligned.gold, aligned.pred, mode=mode)
