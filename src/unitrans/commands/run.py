@@ -1,9 +1,131 @@
-"""CLI commands: run."""
+"""CLI commands: `unitrans run` (the whole UniTrans pipeline) and `unitrans tag` (raw text → entities)."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import typer
+from typer.core import TyperCommand
+
+from unitrans.pipeline.config import PRESETS
+from unitrans.pipeline.variants import VARIANTS
+
+MULTI_VALUE_OPTIONS = ("--target", "-t", "--variants")
+
+
+def expand_multi_values(args: list[str], options: tuple[str, ...] = MULTI_VALUE_OPTIONS) -> list[str]:
+    """Let `--target es nl de` mean `--target es --target nl --target de` (`es,nl,de` works too).
+
+    Values follow a list option until the next token that starts with `-`.
+    """
+    out: list[str] = []
+    current: str | None = None
+
+    def add(name: str, values: str) -> None:
+        for value in (v.strip() for v in values.split(",")):
+            if value:
+                out.extend((name, value))
+
+    for arg in args:
+        if arg == "--":
+            current = None
+            out.append(arg)
+        elif arg.startswith("-") and len(arg) > 1:
+            name, eq, value = arg.partition("=")
+            current = name if name in options else None
+            if current is None:
+                out.append(arg)
+            elif eq:
+                add(current, value)
+        elif current is not None:
+            add(current, arg)
+        else:
+            out.append(arg)
+    return out
+
+
+class MultiValueCommand(TyperCommand):
+    """A command whose list options take several space-separated values after one flag."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_multi_values(list(args)))
+
+
+def run_command(
+    target: list[str] = typer.Option(..., "--target", "-t", help="Target language(s): es nl de no ..."),
+    source: str = typer.Option("en", "--source", help="Source language with labelled data."),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        help="Folder with <lang>/train.txt and test.txt (default ../shared/data/conll "
+        "or $UNITRANS_DATA_DIR).",
+    ),
+    encoder: str | None = typer.Option(None, "--encoder", help="Encoder name or folder (me5-small)."),
+    variants: list[str] | None = typer.Option(
+        None, "--variants", help=f"Variants to run (preset's by default): {' '.join(VARIANTS)}."
+    ),
+    seeds: int | None = typer.Option(None, "--seeds", help="Runs per variant; reports mean ± std."),
+    seed: int | None = typer.Option(None, "--seed", help="First seed (42)."),
+    ensemble: int | None = typer.Option(None, "--ensemble", help="M teacher runs averaged (Eq. 14)."),
+    eta: float | None = typer.Option(None, "--eta", help="Weight of the hard loss η (1)."),
+    preset: str = typer.Option("paper", "--preset", help=f"Settings preset: {' | '.join(PRESETS)}."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (runs/unitrans)."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Stage cache (<out>/cache)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+) -> None:
+    """Run UniTrans end to end (translation, teachers, voting, students, evaluation) with a stage cache."""
+    from unitrans.pipeline.config import make_config
+    from unitrans.pipeline.runner import run_pipeline, summary_lines
+
+    config = make_config(
+        preset,
+        targets=tuple(target),
+        source=source,
+        data_dir=data_dir,
+        encoder=encoder,
+        variants=tuple(variants) if variants else None,
+        seeds=seeds,
+        seed=seed,
+        ensemble=ensemble,
+        eta=eta,
+        out_dir=out,
+        cache_dir=cache_dir,
+    )
+    result = run_pipeline(config, progress=not no_progress)
+    for rec in result.records:
+        status = "cached, skipped" if rec.cached else f"ran in {rec.seconds:.1f}s"
+        typer.echo(f"[{status}] {rec.label}", err=True)
+    for line in summary_lines(result):
+        typer.echo(line, err=True)
+    typer.echo(result.markdown)
+    typer.echo(
+        f"report: {result.paths['md']} (also {result.paths['json'].name}, {result.paths['png'].name})",
+        err=True,
+    )
+
+
+def tag_command(
+    model: Path = typer.Option(..., "--model", help="Checkpoint folder (or a stage folder with model/)."),
+    files: list[Path] | None = typer.Argument(None, help="Text files (default: stdin), a segment per line."),
+) -> None:
+    """Tag raw text; prints one JSON object per entity: text, type, start, end (character offsets), score."""
+    from unitrans.pipeline.tagging import read_inputs, resolve_model_dir, tag_text
+
+    model_dir = resolve_model_dir(model)
+    stdin_text = None if files else sys.stdin.read()
+    multiple = bool(files) and len(files) > 1
+    for name, text in read_inputs(files or [], stdin_text):
+        for entity in tag_text(model_dir, text):
+            row = entity.to_dict()
+            if multiple:
+                row = {"file": name, **row}
+            typer.echo(json.dumps(row, ensure_ascii=False))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    app.command("run", cls=MultiValueCommand)(run_command)
+    app.command("tag")(tag_command)

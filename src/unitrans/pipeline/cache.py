@@ -116,9 +116,14 @@ class StageCache:
         found = self.manifest(stage, key)
         if found is not None:
             return StageRecord(
-                stage, label or stage, key, final, True, float(found.get("seconds", 0.0)),
+                stage,
+                label or stage,
+                key,
+                final,
+                True,
+                float(found.get("seconds", 0.0)),
                 dict(found.get("metrics") or {}),
-            )  # fmt: skip
+            )
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.partial_folder(stage, key)
         if tmp.exists() and not resumable:

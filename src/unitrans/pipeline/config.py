@@ -44,6 +44,7 @@ class PipelineConfig:
     student_lr: float = field(default=1e-4, metadata=_help("Learning rate of the student."))
     batch_size: int = field(default=32, metadata=_help("Sentences per training batch."))
     max_length: int = field(default=128, metadata=_help("Subword window length."))
+    freeze_layers: int = field(default=3, metadata=_help("Bottom encoder layers kept frozen."))
     max_source_sentences: int = field(
         default=0, metadata=_help("Subsample the source train set to this many sentences (0 = all).")
     )
@@ -92,8 +93,10 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-                for k, v in data.items()}  # fmt: skip
+        return {
+            k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+            for k, v in data.items()
+        }
 
     def write(self, path: Path) -> None:
         """Write the resolved config as JSON, atomically."""

@@ -1,0 +1,315 @@
+"""The pipeline's stages, each one cached call: translation, model training, probabilities, votes,
+student distillation, evaluation.
+
+Every stage takes the keys of its inputs and its own settings, so `StageCache` can skip it when
+nothing it depends on changed. Target labels are read only by `evaluate` (test set); the target train
+file is read through `read_unlabelled` and only its words ever reach a stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unitrans.data import Sentence, read_conll, read_unlabelled, write_conll
+from unitrans.data.schemes import CONLL_LABELS
+from unitrans.errors import UnitransError
+from unitrans.eval.metrics import entity_scores
+from unitrans.model.predict import load_probs, model_labels, predict_probs, save_probs
+from unitrans.model.viterbi import decode_tags
+from unitrans.pipeline.cache import StageCache, StageRecord, hash_rows
+from unitrans.pipeline.config import PipelineConfig
+from unitrans.train.distill import (
+    NO_HARD_LABEL,
+    DistillLoss,
+    average_probs,
+    vote_hard_labels,
+    voting_coverage,
+)
+from unitrans.train.supervised import TrainConfig, train_tagger
+
+logger = logging.getLogger(__name__)
+
+StageHook = Callable[[StageRecord], None]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Sentences read for the pipeline, with a content key (words, plus tags when labelled)."""
+
+    name: str
+    sentences: list[Sentence]
+    key: str
+
+
+@dataclass
+class StageContext:
+    """What every stage needs: the cache, the config, and where to report what happened."""
+
+    cache: StageCache
+    config: PipelineConfig
+    progress: bool = True
+    records: list[StageRecord] = field(default_factory=list)
+    after_stage: StageHook | None = None
+    """Called after each stage (cached or not); tests raise from it to simulate a killed run."""
+
+    def run(
+        self,
+        stage: str,
+        settings: Mapping[str, Any],
+        inputs: Mapping[str, str],
+        build: Callable[[Path], Mapping[str, Any] | None],
+        *,
+        label: str,
+        seed: int | None = None,
+        resumable: bool = False,
+    ) -> StageRecord:
+        rec = self.cache.run(stage, settings, inputs, build, label=label, seed=seed, resumable=resumable)
+        if rec.cached:
+            logger.info("%s: cached, skipped", label)
+        else:
+            logger.info("%s: done in %.1fs", label, rec.seconds)
+        self.records.append(rec)
+        if self.after_stage is not None:
+            self.after_stage(rec)
+        return rec
+
+
+def _subsample(sentences: list[Sentence], limit: int) -> list[Sentence]:
+    """A fixed random subset (seed 0, original order kept), the same for every run seed."""
+    if not limit or len(sentences) <= limit:
+        return sentences
+    keep = np.sort(np.random.default_rng(0).choice(len(sentences), size=limit, replace=False))
+    return [sentences[i] for i in keep]
+
+
+def _lang_file(config: PipelineConfig, lang: str, name: str) -> Path:
+    path = config.data_dir / lang / name
+    if not path.is_file():
+        raise UnitransError(f"{path}: file not found (expected <data_dir>/<lang>/{name})")
+    return path
+
+
+def read_source(config: PipelineConfig) -> Corpus:
+    """The labelled source train set (subsampled as configured)."""
+    path = _lang_file(config, config.source, "train.txt")
+    sents = _subsample(read_conll(path), config.max_source_sentences)
+    return Corpus(f"{config.source}/train", sents, hash_rows([*s.words, "|", *(s.tags or ())] for s in sents))
+
+
+def read_target_text(config: PipelineConfig, lang: str) -> Corpus:
+    """D_T: the target train file as unlabelled text; any tag column is ignored by the reader."""
+    raw = read_unlabelled(_lang_file(config, lang, "train.txt"))
+    sents = [s.unlabelled() for s in _subsample(raw, config.max_target_sentences)]
+    return Corpus(f"{lang}/train (unlabelled)", sents, hash_rows(s.words for s in sents))
+
+
+def read_target_test(config: PipelineConfig, lang: str) -> Corpus:
+    """The labelled target test set: used for the final evaluation and nothing else."""
+    sents = read_conll(_lang_file(config, lang, "test.txt"))
+    _lang_file(config, lang, "train.txt")  # a missing train file is an error even when test exists
+    return Corpus(f"{lang}/test", sents, hash_rows([*s.words, "|", *(s.tags or ())] for s in sents))
+
+
+def train_config(config: PipelineConfig, *, lr: float, epochs: int, seed: int) -> TrainConfig:
+    return TrainConfig(
+        encoder=config.encoder,
+        epochs=epochs,
+        lr=lr,
+        batch_size=config.batch_size,
+        seed=seed,
+        max_length=config.max_length,
+        freeze_layers=config.freeze_layers,
+    )
+
+
+def train_model(
+    ctx: StageContext,
+    kind: str,
+    data: Corpus,
+    *,
+    seed: int,
+    lr: float,
+    epochs: int,
+    init: StageRecord | None = None,
+    extra: Sequence[Corpus] = (),
+) -> StageRecord:
+    """Train one tagger (Θsrc, Θtrans, Θteach = init Θsrc, data combination = data + extra)."""
+    tc = train_config(ctx.config, lr=lr, epochs=epochs, seed=seed)
+    inputs = {"data": data.key, **{f"extra{i}": c.key for i, c in enumerate(extra)}}
+    if init is not None:
+        inputs["init"] = init.key
+
+    def build(folder: Path) -> dict[str, Any]:
+        sents = list(data.sentences) + [s for c in extra for s in c.sentences]
+        out = train_tagger(
+            sents,
+            folder / "model",
+            tc,
+            labels=CONLL_LABELS,
+            init=None if init is None else init.folder / "model",
+            progress=ctx.progress,
+        )
+        meta = json.loads((out / "unitrans.json").read_text()) if (out / "unitrans.json").is_file() else {}
+        return {"sentences": len(sents), "timings": meta.get("timings", {})}
+
+    settings = {"kind": kind, "train": tc.results_key()}
+    return ctx.run(
+        "model", settings, inputs, build, label=f"train {kind} (seed {seed})", seed=seed, resumable=True
+    )
+
+
+def translate(ctx: StageContext, source: Corpus, target_text: Corpus, lang: str) -> StageRecord:
+    """D_trans: the source train set word-by-word translated into `lang`, labels copied."""
+    from unitrans.pipeline import translation
+
+    settings = translation.settings(ctx.config)
+
+    def build(folder: Path) -> dict[str, Any]:
+        return translation.run_translation(
+            source.sentences,
+            target_text.sentences,
+            ctx.config,
+            out_file=folder / "dtrans.txt",
+            lexicon_file=folder / "lexicon.tsv",
+            cache_dir=ctx.cache.root / "embeddings",
+        )
+
+    inputs = {"source": source.key, "target_text": target_text.key}
+    return ctx.run("translate", settings, inputs, build, label=f"translate {ctx.config.source}→{lang}")
+
+
+def dtrans_corpus(rec: StageRecord, lang: str) -> Corpus:
+    sents = read_conll(rec.folder / "dtrans.txt")
+    return Corpus(f"D_trans ({lang})", sents, rec.key)
+
+
+def probabilities(ctx: StageContext, model: StageRecord, data: Corpus, *, label: str) -> StageRecord:
+    """Per-word label probabilities of a model on a corpus (probs.npz)."""
+
+    def build(folder: Path) -> dict[str, Any]:
+        probs = predict_probs(model.folder / "model", data.sentences, progress=ctx.progress)
+        save_probs(folder / "probs.npz", probs, model_labels(model.folder / "model"))
+        return {"sentences": len(probs)}
+
+    return ctx.run("probs", {}, {"model": model.key, "data": data.key}, build, label=label)
+
+
+def read_probs(rec: StageRecord) -> list[np.ndarray]:
+    probs, labels = load_probs(rec.folder / "probs.npz")
+    if list(labels) != list(CONLL_LABELS):
+        raise UnitransError(f"{rec.folder}: labels {labels} differ from {list(CONLL_LABELS)}")
+    return probs
+
+
+def averaged(ctx: StageContext, runs: Sequence[StageRecord], *, label: str) -> StageRecord:
+    """Eq. 14: a teacher ensemble's probabilities, the mean over its runs."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def build(folder: Path) -> dict[str, Any]:
+        save_probs(folder / "probs.npz", average_probs([read_probs(r) for r in runs]), CONLL_LABELS)
+        return {"runs": len(runs)}
+
+    inputs = {f"run{i}": r.key for i, r in enumerate(runs)}
+    return ctx.run("ensemble", {}, inputs, build, label=label)
+
+
+def votes(
+    ctx: StageContext, src: StageRecord, teach: StageRecord, trans: StageRecord, *, label: str
+) -> StageRecord:
+    """Eqs. 10–11: hard labels where Θsrc, Θteach and Θtrans agree; records the coverage."""
+
+    def build(folder: Path) -> dict[str, Any]:
+        hard = vote_hard_labels(read_probs(src), read_probs(teach), read_probs(trans))
+        offsets = np.concatenate([[0], np.cumsum([len(h) for h in hard])]).astype(np.int64)
+        flat = np.concatenate(hard) if hard else np.zeros(0, np.int64)
+        np.savez_compressed(folder / "votes.npz", hard=flat, offsets=offsets)
+        return {"coverage": voting_coverage(hard), "words": int(flat.size)}
+
+    inputs = {"src": src.key, "teach": teach.key, "trans": trans.key}
+    return ctx.run("votes", {}, inputs, build, label=label)
+
+
+def read_votes(rec: StageRecord) -> list[np.ndarray]:
+    with np.load(rec.folder / "votes.npz") as data:
+        flat, offsets = data["hard"], data["offsets"]
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def student(
+    ctx: StageContext,
+    target_text: Corpus,
+    *,
+    soft: StageRecord | None,
+    hard: StageRecord | None,
+    seed: int,
+    label: str,
+) -> StageRecord:
+    """Distil a student from the pretrained encoder on D_T (Eq. 9): η·L_hard + L_soft."""
+    cfg = ctx.config
+    eta = cfg.eta if hard is not None else 0.0
+    loss = DistillLoss(eta=eta, soft_weight=1.0 if soft is not None else 0.0)
+    tc = train_config(cfg, lr=cfg.student_lr, epochs=cfg.student_epochs, seed=seed)
+
+    def build(folder: Path) -> dict[str, Any]:
+        n = len(target_text.sentences)
+        if hard is not None:
+            hard_labels = read_votes(hard)
+        else:
+            hard_labels = [np.full(len(s), NO_HARD_LABEL) for s in target_text.sentences]
+        soft_targets = read_probs(soft) if soft is not None else None
+        if len(hard_labels) != n or (soft_targets is not None and len(soft_targets) != n):
+            raise UnitransError("teacher outputs do not cover the unlabelled target text")
+        train_tagger(
+            target_text.sentences,
+            folder / "model",
+            tc,
+            labels=CONLL_LABELS,
+            hard_labels=hard_labels,
+            soft_targets=soft_targets,
+            loss_fn=loss,
+            progress=ctx.progress,
+        )
+        return {"sentences": n}
+
+    settings = {"eta": loss.eta, "soft_weight": loss.soft_weight, "train": tc.results_key()}
+    inputs = {"data": target_text.key}
+    if soft is not None:
+        inputs["soft"] = soft.key
+    if hard is not None:
+        inputs["hard"] = hard.key
+    return ctx.run("student", settings, inputs, build, label=label, seed=seed, resumable=True)
+
+
+def evaluate(ctx: StageContext, probs: StageRecord, test: Corpus, *, label: str) -> StageRecord:
+    """Constrained Viterbi over the test probabilities, then conlleval entity scores against gold."""
+
+    def build(folder: Path) -> dict[str, Any]:
+        p = read_probs(probs)
+        tags = decode_tags(p, CONLL_LABELS)
+        gold = [list(s.tags or ()) for s in test.sentences]
+        scores = entity_scores(gold, tags)
+        write_conll(folder / "predictions.txt", test.sentences, tags, keep_gold=True)
+        o = scores.overall
+        return {"f1": o.f1, "precision": o.precision, "recall": o.recall, "scores": scores.to_dict()}
+
+    return ctx.run(
+        "evaluate",
+        {"decoder": "constrained-viterbi", "metric": "conlleval"},
+        {"probs": probs.key, "test": test.key},
+        build,
+        label=label,
+    )
+
+
+def read_predictions(rec: StageRecord) -> list[list[str]]:
+    """The predicted tags an evaluation wrote (last column of predictions.txt)."""
+    sents = read_conll(rec.folder / "predictions.txt", tag_column=-1)
+    return [list(s.tags or ()) for s in sents]

@@ -1,0 +1,72 @@
+"""Pipeline config, presets, variant table and the run command's option parsing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unitrans.commands.run import expand_multi_values
+from unitrans.errors import UnitransError
+from unitrans.pipeline.config import MAIN_VARIANTS, PRESETS, make_config
+from unitrans.pipeline.variants import VARIANTS, check_variants, required_models
+
+
+def test_presets():
+    paper = make_config("paper", targets=("es",))
+    assert (paper.epochs, paper.teacher_lr, paper.student_lr, paper.eta) == (3, 5e-5, 1e-4, 1.0)
+    assert paper.variants == tuple(VARIANTS) and paper.max_source_sentences == 0
+    quick = make_config("quick", targets=("es",))
+    assert quick.variants == MAIN_VARIANTS and quick.epochs == 1 and quick.max_source_sentences > 0
+    assert make_config("quick", targets=("es",), epochs=None).epochs == 1  # None keeps the preset's value
+    assert set(PRESETS) == {"quick", "paper"}
+
+
+def test_validation_errors_are_user_errors():
+    with pytest.raises(UnitransError, match="preset"):
+        make_config("fast", targets=("es",))
+    with pytest.raises(UnitransError, match="variant"):
+        make_config("paper", targets=("es",), variants=("unitrans", "bogus"))
+    with pytest.raises(UnitransError, match="seeds"):
+        make_config("paper", targets=("es",), seeds=0)
+    with pytest.raises(UnitransError, match="source"):
+        make_config("paper", targets=("en",))
+    with pytest.raises(UnitransError, match="target"):
+        make_config("paper")
+    with pytest.raises(UnitransError, match="eta"):
+        make_config("paper", targets=("es",), eta=-1.0)
+
+
+def test_config_written_as_json(tmp_path):
+    config = make_config("quick", targets=("es", "nl", "es"), out_dir=tmp_path)
+    assert config.targets == ("es", "nl") and config.cache_root == tmp_path / "cache"
+    config.write(tmp_path / "config.json")
+    data = json.loads((tmp_path / "config.json").read_text())
+    assert data["targets"] == ["es", "nl"] and data["out_dir"] == str(tmp_path)
+    assert config.seed_list == (42,)
+
+
+def test_variant_table_covers_the_paper_rows():
+    assert set(VARIANTS) == {"src", "trans", "data-combination", "teach", "unitrans", "no-soft", "no-hard",
+                             "teacher-src", "teacher-trans", "ensemble"}  # fmt: skip
+    assert VARIANTS["no-hard"].soft_teacher == "teach" and not VARIANTS["no-hard"].hard
+    assert VARIANTS["no-soft"].hard and VARIANTS["no-soft"].soft_teacher is None
+    assert VARIANTS["teacher-src"].models() == ("src",)
+    assert required_models(["teach"]) == ("src", "teach")
+    assert required_models(["unitrans"]) == ("src", "trans", "teach")
+    assert required_models(["data-combination"]) == ("combo",)
+    assert check_variants(["src", "src", "trans"]) == ("src", "trans")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--target", "es", "nl", "de"], ["--target", "es", "--target", "nl", "--target", "de"]),
+        (["--target", "es,nl", "--seeds", "5"], ["--target", "es", "--target", "nl", "--seeds", "5"]),
+        (["--target=es", "--variants", "src", "unitrans", "--eta", "2"],
+         ["--target", "es", "--variants", "src", "--variants", "unitrans", "--eta", "2"]),
+        (["-t", "es", "no", "--preset", "quick"], ["-t", "es", "-t", "no", "--preset", "quick"]),
+    ],
+)  # fmt: skip
+def test_multi_value_options(argv, expected):
+    assert expand_multi_values(argv) == expected
