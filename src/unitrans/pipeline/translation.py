@@ -36,7 +36,11 @@ def run_translation(
     lexicon = getattr(result, "lexicon", {}) or {}
     lines = [f"{src}\t{tgt}" for src, tgt in sorted(dict(lexicon).items())]
     lexicon_file.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
-    changed = sum(a != b for s, t in zip(source, result.sentences, strict=True) for a, b in zip(s.words, t.words, strict=True))
+    pairs = zip(source, result.sentences, strict=True)
+    changed = sum(a != b for s, t in pairs for a, b in zip(s.words, t.words, strict=True))
     total = sum(len(s) for s in source)
-    return {"sentences": len(result.sentences), "lexicon_size": len(lexicon),
-            "words_changed": changed / total if total else 0.0}
+    return {
+        "sentences": len(result.sentences),
+        "lexicon_size": len(lexicon),
+        "words_changed": changed / total if total else 0.0,
+    }
