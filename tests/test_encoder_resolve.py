@@ -1,0 +1,121 @@
+"""resolve_encoder for local folders and hub names, and the `unitrans encoder` commands (fast)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from huggingface_hub import constants
+
+from unitrans.cli import main
+from unitrans.errors import UnitransError
+from unitrans.model import encoders
+from unitrans.model.encoders import encoder_info, resolve_encoder
+
+
+@pytest.fixture
+def no_hub(monkeypatch, tmp_path):
+    """An empty Hugging Face cache and a hub endpoint that refuses connections at once."""
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    for var in (
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    return tmp_path / "hf-cache"
+
+
+def fake_hub_snapshot(cache: Path, repo_id: str, source: Path) -> Path:
+    """Lay `source`'s files out as huggingface_hub caches a downloaded snapshot."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file in source.iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_local_folder_resolves_to_itself(tiny_encoder_dir):
+    assert resolve_encoder(str(tiny_encoder_dir)) == tiny_encoder_dir.resolve()
+
+
+def test_local_folder_problems_are_one_line_errors(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    cases = {
+        str(tmp_path / "missing"): "does not exist",
+        str(tmp_path / "weights.bin"): "is a file",
+        str(tmp_path): "has no config.json",
+    }
+    for name, reason in cases.items():
+        with pytest.raises(UnitransError, match=reason) as err:
+            resolve_encoder(name)
+        assert "\n" not in str(err.value)
+
+
+def test_hub_name_found_in_local_cache(no_hub, tiny_encoder_dir):
+    snapshot = fake_hub_snapshot(no_hub, "someone/tiny-bert", tiny_encoder_dir)
+    assert resolve_encoder("someone/tiny-bert") == snapshot
+
+
+def test_hub_name_offline_fails_fast_naming_alternatives(no_hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(UnitransError, match="HF_HUB_OFFLINE is set") as err:
+        resolve_encoder("bert-base-multilingual-cased")
+    assert time.perf_counter() - start < 5
+    message = str(err.value)
+    assert "me5-small" in message and "local model folder" in message and "hub access" in message
+    assert "\n" not in message
+
+
+def test_hub_name_unreachable_fails_fast(no_hub):
+    start = time.perf_counter()
+    with pytest.raises(UnitransError, match=r"hub is unreachable \(cannot connect to 127\.0\.0\.1:9"):
+        resolve_encoder("xlm-roberta-base")
+    assert time.perf_counter() - start < 5
+
+
+def test_invalid_name_is_reported(no_hub):
+    with pytest.raises(UnitransError, match="neither a folder nor a valid hub name"):
+        resolve_encoder("not a/valid name")
+    with pytest.raises(UnitransError, match="empty encoder name"):
+        resolve_encoder("  ")
+
+
+def test_encoder_info_reads_the_config(tiny_encoder_dir):
+    info = encoder_info(str(tiny_encoder_dir))
+    assert (info.model_type, info.layers, info.hidden_size, info.heads) == ("bert", 2, 32, 2)
+    assert info.vocab_size == json.loads((tiny_encoder_dir / "config.json").read_text())["vocab_size"]
+
+
+def test_cli_prepare_and_info(tiny_encoder_dir, capsys):
+    assert main(["encoder", "prepare", str(tiny_encoder_dir)]) == 0
+    assert capsys.readouterr().out.strip() == str(tiny_encoder_dir.resolve())
+    assert main(["encoder", "info", "--json", str(tiny_encoder_dir)]) == 0
+    details = json.loads(capsys.readouterr().out)
+    assert details["layers"] == 2 and details["hidden_size"] == 32
+    assert details["folder"] == str(tiny_encoder_dir.resolve())
+
+
+def test_cli_bad_name_exits_2_with_one_line(no_hub, capsys):
+    assert main(["encoder", "prepare", "xlm-roberta-base"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("unitrans: error: encoder 'xlm-roberta-base'") and "\n" not in err
+
+
+def test_me5_small_is_routed_to_the_builder(monkeypatch, tmp_path):
+    seen: list[Path | None] = []
+    monkeypatch.setattr(encoders, "build_me5_small", lambda cache_dir: seen.append(cache_dir) or tmp_path)
+    assert resolve_encoder("me5-small", cache_dir=tmp_path / "root") == tmp_path
+    assert seen == [tmp_path / "root"]
