@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from unitrans.data import Sentence, read_conll, read_conll_file, read_unlabelled, write_conll
-from unitrans.errors import InputError
+from unitrans.errors import InputError, UnitransError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
@@ -121,3 +121,11 @@ def test_write_predicted_tags_with_gold(tmp_path):
     lines = (tmp_path / "p.txt").read_text().splitlines()
     assert lines[3] == "Jan B-PER O"
     assert [s.tags for s in read_conll(tmp_path / "p.txt", tag_column=1)] == [s.tags for s in sents]
+
+
+def test_writer_refuses_what_it_could_not_read_back(tmp_path):
+    with pytest.raises(UnitransError, match="expected a word without spaces"):
+        write_conll(tmp_path / "x.txt", [Sentence(("New York",), ("B-LOC",))])
+    with pytest.raises(UnitransError, match="expected a tag like O, B-PER or I-LOC, found 'B-'"):
+        write_conll(tmp_path / "x.txt", [Sentence(("York",), ("B-",))])
+    assert not (tmp_path / "x.txt").exists()

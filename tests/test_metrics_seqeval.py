@@ -54,6 +54,19 @@ def test_random_sequences_agree_with_seqeval(mode, data):
     _assert_agrees(gold, pred, mode)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_bioes_style_tags_agree_with_seqeval_default_mode(data):
+    tags = [*TAGS, "E-PER", "S-PER", "E-LOC", "S-LOC"]
+    gold = data.draw(
+        st.lists(st.lists(st.sampled_from(tags), min_size=1, max_size=8), min_size=1, max_size=4)
+    )
+    pred = [data.draw(st.lists(st.sampled_from(tags), min_size=len(g), max_size=len(g))) for g in gold]
+    _assert_agrees(gold, pred, "conlleval")
+
+
 def test_fixture_scores_by_hand():
     conll = evaluate_files(FIXTURES / "eval_gold.txt", FIXTURES / "eval_pred.txt")
     assert (conll.overall.correct, conll.overall.predicted, conll.overall.support) == (4, 5, 5)

@@ -203,6 +203,12 @@ def write_conll(
         columns = [
             c for c in ((own if keep_gold else None), pred if pred is not None else own) if c is not None
         ]
+        for column in columns:
+            for tag in column:
+                try:
+                    parse_tag(tag)
+                except ValueError as err:
+                    raise UnitransError(f"sentence {i}: {err}") from None
         for j, word in enumerate(sentence.words):
             _check_word(word, f"sentence {i} word {j}")
             lines.append(" ".join([word, *(c[j] for c in columns)]))
