@@ -1,9 +1,98 @@
-"""CLI commands: train."""
+"""CLI commands: `unitrans train` (fine-tune a tagger) and `unitrans predict` (tag a file)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+from unitrans.train.config import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+def _help(name: str) -> str:
+    return TrainConfig.__dataclass_fields__[name].metadata["help"]
+
+
+def train(
+    train_file: Path = typer.Option(..., "--train", help="Labelled CoNLL file (word ... TAG)."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint folder to write (resumes if interrupted)."),
+    encoder: str = typer.Option(_DEFAULTS.encoder, "--encoder", help=_help("encoder")),
+    epochs: int = typer.Option(_DEFAULTS.epochs, "--epochs", help=_help("epochs")),
+    lr: float = typer.Option(_DEFAULTS.lr, "--lr", help=_help("lr")),
+    batch_size: int = typer.Option(_DEFAULTS.batch_size, "--batch-size", help=_help("batch_size")),
+    seed: int = typer.Option(_DEFAULTS.seed, "--seed", help=_help("seed")),
+    freeze_layers: int = typer.Option(
+        _DEFAULTS.freeze_layers, "--freeze-layers", help=_help("freeze_layers")
+    ),
+    max_length: int = typer.Option(_DEFAULTS.max_length, "--max-length", help=_help("max_length")),
+    bf16: bool | None = typer.Option(
+        None, "--bf16/--no-bf16", help="Force bf16 autocast on/off (default auto)."
+    ),
+    device: str | None = typer.Option(None, "--device", help=_help("device")),
+    init: Path | None = typer.Option(
+        None,
+        "--init",
+        help="Continue from this checkpoint (fresh optimizer and warm-up), e.g. Θsrc → Θteach.",
+    ),
+) -> None:
+    """Fine-tune a tagger on a labelled file (the paper's recipe by default)."""
+    from unitrans.data import read_conll
+    from unitrans.train.supervised import train_tagger
+
+    config = TrainConfig(
+        encoder=encoder,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        freeze_layers=freeze_layers,
+        max_length=max_length,
+        bf16=bf16,
+        device=device,
+    )
+    sentences = read_conll(train_file)
+    folder = train_tagger(sentences, out, config, init=init)
+    timings = json.loads((folder / "unitrans.json").read_text(encoding="utf-8"))["timings"]
+    typer.echo(
+        f"{folder}  ({timings['total_seconds']:.0f} s, {timings['train_tokens_per_second']:.0f} tok/s)"
+    )
+
+
+def predict(
+    model: Path = typer.Option(..., "--model", help="Checkpoint folder written by `unitrans train`."),
+    input_file: Path = typer.Option(
+        ..., "--input", help="Labelled or unlabelled file (CoNLL, tokens, text)."
+    ),
+    out: Path = typer.Option(..., "--out", help="CoNLL output: word and predicted tag per line."),
+    probs: Path | None = typer.Option(None, "--probs", help="Also save per-word probabilities (.npz)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Windows per inference batch."),
+    device: str | None = typer.Option(None, "--device", help=_help("device")),
+) -> None:
+    """Tag every word of a file (constrained Viterbi over the model's probabilities)."""
+    from unitrans.data import read_unlabelled, write_conll
+    from unitrans.model.predict import model_labels, predict_probs, save_probs
+    from unitrans.model.tagger import is_checkpoint
+    from unitrans.model.viterbi import decode_tags
+
+    if not is_checkpoint(model):
+        from unitrans.errors import UnitransError
+
+        raise UnitransError(
+            f"{model}: expected a checkpoint folder with unitrans.json (from `unitrans train`)"
+        )
+    sentences = read_unlabelled(input_file)
+    labels = model_labels(model)
+    matrices = predict_probs(model, sentences, batch_size=batch_size, device=device)
+    if probs is not None:
+        save_probs(probs, matrices, labels)
+    write_conll(out, sentences, decode_tags(matrices, labels))
+    typer.echo(f"{out}  ({len(sentences)} sentences, {sum(len(s) for s in sentences)} words)")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    app.command("train")(train)
+    app.command("predict")(predict)

@@ -1,0 +1,124 @@
+"""Per-word label probabilities from a checkpoint, and their compact on-disk form.
+
+Prediction runs windows longest-first in token-budgeted batches (little padding), under bf16 autocast
+where native, without grad, and applies the head to first subwords only. Every word gets exactly one
+probability row, from the window that owns it (see `unitrans.model.windows`).
+
+Probabilities are stored as one .npz: a concatenated (total_words, L) matrix (float32 by default,
+float16 on request for half the size), sentence offsets and the label list.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from unitrans.data import Sentence
+from unitrans.errors import UnitransError
+from unitrans.model import runtime
+from unitrans.model.tagger import embed, load_tagger, word_logits
+from unitrans.model.windows import make_windows
+from unitrans.train.batching import flat_positions, pad_ids, sorted_batches
+
+
+def model_labels(model_dir: Path) -> list[str]:
+    """The checkpoint's labels in column order (from its config's id2label)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    return [config.id2label[i] for i in range(config.num_labels)]
+
+
+@torch.no_grad()
+def predict_probs(
+    model_dir: Path,
+    sentences: Sequence[Sentence],
+    *,
+    batch_size: int = 64,
+    progress: bool = True,
+    device: str | None = None,
+    bf16: bool | None = None,
+    max_length: int | None = None,
+    max_tokens: int = 8192,
+) -> list[np.ndarray]:
+    """Per sentence a (n_words, L) float32 matrix of label probabilities, columns in `model_labels` order."""
+    model, tokenizer = load_tagger(Path(model_dir))
+    dev = runtime.pick_device(device)
+    use_bf16 = runtime.use_bf16(dev, bf16)
+    model.to(dev).eval()
+    n_labels = model.config.num_labels
+    if max_length is None:
+        max_length = _checkpoint_max_length(Path(model_dir), model)
+    windows = make_windows(tokenizer, sentences, max_length)
+    out = [np.zeros((len(s), n_labels), dtype=np.float32) for s in sentences]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    lengths = [len(w) for w in windows]
+    bar = tqdm(total=sum(len(s) for s in sentences), desc="predicting", unit="word", disable=not progress)
+    for batch in sorted_batches(lengths, batch_size, max_tokens):
+        rows = [windows[i] for i in batch]
+        ids, mask = pad_ids([w.input_ids for w in rows], pad_id)
+        ids, mask = ids.to(dev), mask.to(dev)
+        where = flat_positions([w.positions for w in rows], ids.shape[1]).to(dev)
+        with runtime.autocast(dev, use_bf16):
+            logits = word_logits(model, embed(model, ids), mask, 0, where)
+        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        start = 0
+        for w in rows:
+            n = len(w.word_ids)
+            out[w.sentence][w.word_ids] = probs[start : start + n]
+            start += n
+        bar.update(len(where))
+    bar.close()
+    return out
+
+
+def _checkpoint_max_length(model_dir: Path, model) -> int:
+    from unitrans.model.tagger import is_checkpoint, read_metadata
+
+    if is_checkpoint(model_dir):
+        value = read_metadata(model_dir).get("config", {}).get("max_length")
+        if value:
+            return int(value)
+    return min(128, int(getattr(model.config, "max_position_embeddings", 512)))
+
+
+def save_probs(
+    path: Path, probs: Sequence[np.ndarray], labels: Sequence[str], *, dtype: type = np.float32
+) -> None:
+    """One .npz: one matrix of all words (float32, or float16 for half the size), sentence offsets,
+    labels; written atomically."""
+    path = Path(path)
+    for k, p in enumerate(probs):
+        if p.ndim != 2 or p.shape[1] != len(labels):
+            raise ValueError(f"sentence {k}: probs shape {p.shape}, expected (n, {len(labels)})")
+    lengths = np.asarray([len(p) for p in probs], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    matrix = np.concatenate(probs).astype(dtype) if len(probs) else np.zeros((0, len(labels)), dtype)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, probs=matrix, offsets=offsets, labels=np.asarray(list(labels), dtype=str))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_probs(path: Path) -> tuple[list[np.ndarray], list[str]]:
+    """Inverse of `save_probs`: per-sentence float32 matrices and the label list."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            matrix, offsets, labels = data["probs"], data["offsets"], data["labels"]
+    except (OSError, KeyError, ValueError) as err:
+        raise UnitransError(f"{path}: not a unitrans probability file ({err})") from err
+    matrix = matrix.astype(np.float32)
+    probs = [matrix[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+    return probs, [str(x) for x in labels]

@@ -1,0 +1,72 @@
+"""Training configuration: the paper's recipe as defaults, validated, written into every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from unitrans.errors import UnitransError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to fine-tune a tagger (Wu et al. 2020 settings by default)."""
+
+    encoder: str = field(
+        default="me5-small", metadata={"help": "Encoder name (me5-small, a hub name) or a local folder."}
+    )
+    epochs: int = field(default=3, metadata={"help": "Passes over the training data."})
+    lr: float = field(default=5e-5, metadata={"help": "Peak learning rate (teachers 5e-5, student 1e-4)."})
+    batch_size: int = field(default=32, metadata={"help": "Windows (sentences) per optimizer step."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Share of steps for linear warm-up."})
+    weight_decay: float = field(
+        default=0.01, metadata={"help": "AdamW weight decay (not on biases or LayerNorm)."}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
+    seed: int = field(default=42, metadata={"help": "Seed of the head's init, batch order and dropout."})
+    freeze_layers: int = field(
+        default=3, metadata={"help": "Bottom encoder layers frozen (embeddings always frozen)."}
+    )
+    max_length: int = field(
+        default=128, metadata={"help": "Subwords per window; longer sentences get overlapping windows."}
+    )
+    dropout: float = field(default=0.1, metadata={"help": "Dropout before the linear head."})
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "bf16 autocast with fp32 master weights; None = on where the hardware has it."},
+    )
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 …; None = cuda if any."})
+    cache_frozen: bool = field(
+        default=True,
+        metadata={"help": "Compute the frozen bottom layers once per window instead of at every step."},
+    )
+    save_every: int = field(
+        default=200, metadata={"help": "Optimizer steps between resume states (also saved each epoch)."}
+    )
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.max_grad_norm >= 0, "max_grad_norm must be >= 0"),
+            (self.freeze_layers >= 0, "freeze_layers must be >= 0"),
+            (self.max_length >= 8, "max_length must be >= 8"),
+            (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+            (self.save_every >= 1, "save_every must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UnitransError(f"invalid training config: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def results_key(self) -> dict[str, Any]:
+        """The fields that change the trained weights (not where or how often state is saved)."""
+        d = self.to_dict()
+        for name in ("device", "save_every", "cache_frozen"):
+            d.pop(name)
+        return d
