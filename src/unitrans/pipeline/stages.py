@@ -179,6 +179,7 @@ def translate(ctx: StageContext, source: Corpus, target_text: Corpus, lang: str)
             out_file=folder / "dtrans.txt",
             lexicon_file=folder / "lexicon.tsv",
             cache_dir=ctx.cache.root / "embeddings",
+            progress=ctx.progress,
         )
 
     inputs = {"source": source.key, "target_text": target_text.key}

@@ -1,6 +1,9 @@
 """The pipeline's side of data transfer: call the translate package, write D_trans and the lexicon.
 
-Kept apart from `stages` so the pipeline depends on the translate package in exactly one place.
+Kept apart from `stages` so the pipeline depends on the translate package in exactly one place. The
+embeddings → lexicon → translation chain runs inside `translate_corpus`; its word-type embeddings are
+cached by the translate package under the pipeline cache (`<cache>/embeddings/type-embeddings`), keyed
+by encoder and corpus, so the source side is computed once and shared by every target language.
 """
 
 from __future__ import annotations
@@ -13,9 +16,16 @@ from unitrans.data import Sentence, write_conll
 from unitrans.pipeline.config import PipelineConfig
 
 
+def translate_config(config: PipelineConfig) -> Any:
+    """The translate package's settings for this run: its defaults, with the run's encoder."""
+    from unitrans.translate.word_translation import TranslateConfig
+
+    return TranslateConfig(encoder=config.encoder)
+
+
 def settings(config: PipelineConfig) -> dict[str, Any]:
     """What decides the translation (for the stage key)."""
-    return {"encoder": config.encoder, "source": config.source}
+    return {"translate": translate_config(config).to_dict()}
 
 
 def run_translation(
@@ -29,18 +39,12 @@ def run_translation(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Translate the labelled source sentences word by word; write D_trans (CoNLL) and the lexicon (TSV)."""
-    from unitrans.translate import translate_corpus
+    from unitrans.translate.lexicon import write_lexicon
+    from unitrans.translate.word_translation import translate_corpus
 
-    result = translate_corpus(list(source), list(target_text), config, cache_dir=cache_dir)
+    result = translate_corpus(
+        list(source), list(target_text), translate_config(config), cache_dir=cache_dir, progress=progress
+    )
     write_conll(out_file, result.sentences)
-    lexicon = getattr(result, "lexicon", {}) or {}
-    lines = [f"{src}\t{tgt}" for src, tgt in sorted(dict(lexicon).items())]
-    lexicon_file.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
-    pairs = zip(source, result.sentences, strict=True)
-    changed = sum(a != b for s, t in pairs for a, b in zip(s.words, t.words, strict=True))
-    total = sum(len(s) for s in source)
-    return {
-        "sentences": len(result.sentences),
-        "lexicon_size": len(lexicon),
-        "words_changed": changed / total if total else 0.0,
-    }
+    write_lexicon(lexicon_file, result.lexicon)
+    return {"lexicon_size": len(result.lexicon), **dict(result.stats)}
