@@ -86,3 +86,11 @@ def test_bad_shapes_are_rejected():
         constrained_viterbi(torch.zeros(1, 3, 9), torch.tensor([4]), CONLL_LABELS)
     with pytest.raises(ValueError, match="expected IOB2 labels"):
         constrained_viterbi(torch.zeros(1, 3, 2), torch.tensor([3]), ["O", "E-PER"])
+
+
+def test_zero_and_nan_probabilities_still_give_valid_iob2():
+    lp = torch.full((1, 4, 9), float("-inf"))
+    lp[0, 0, CONLL_LABELS.index("I-PER")] = 0.0  # only an invalid start has mass
+    lp[0, 3, CONLL_LABELS.index("I-ORG")] = float("nan")  # argmax would pick a NaN
+    tags = [CONLL_LABELS[i] for i in constrained_viterbi(lp, torch.tensor([4]), CONLL_LABELS)[0]]
+    assert _is_valid(tags) and len(tags) == 4

@@ -19,6 +19,7 @@ from unitrans.data.schemes import allowed_transitions
 _FORBIDDEN = float("-inf")
 # Probabilities are clamped before the log so that a zero never makes every path -inf.
 _MIN_PROB = 1e-12
+_FLOOR = -1e30
 
 
 def _penalties(labels: Sequence[str], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,7 +70,10 @@ def constrained_viterbi(
     sorted_lengths = lengths[order].tolist()
     ends = np.bincount(np.asarray(sorted_lengths, dtype=np.int64), minlength=steps + 1)
     active = (batch - np.cumsum(ends))[:steps].tolist()  # active[t] = rows with length > t
+    # A finite floor keeps every valid path finite, so a forbidden (-inf) step can never tie with it:
+    # the output is valid IOB2 even for zero probabilities or NaNs.
     emissions = log_probs.detach().to("cpu", torch.float32)
+    emissions = torch.nan_to_num(emissions, nan=_FLOOR, neginf=_FLOOR).clamp(min=_FLOOR)
     if sorted_lengths != lengths.tolist():
         emissions = emissions[order]
     start_pen, trans_pen = _penalties(labels, emissions.dtype)
