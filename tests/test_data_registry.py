@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from unitrans.cli import main
-from unitrans.data import read_conll, read_conll_file
+from unitrans.data import read_conll, read_conll_file, read_unlabelled
 from unitrans.data.registry import (
     EXPECTED_COUNTS,
     available_languages,
@@ -128,3 +128,11 @@ def test_originals_read_as_the_converted_files(conll_data_dir, original, convert
         for x, y in zip(s.tags, t.tags, strict=True)
     )
     assert differing == (1 if original.endswith("esp.train") else 0)
+
+
+@pytest.mark.slow
+def test_unlabelled_reading_of_real_file_keeps_every_word(conll_data_dir):
+    path = conll_data_dir / "nl" / "dev.txt"
+    unlabelled = read_unlabelled(path)
+    assert all(s.tags is None for s in unlabelled)
+    assert [s.words for s in unlabelled] == [s.words for s in read_conll(path)]
