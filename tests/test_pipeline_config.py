@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,18 @@ def test_validation_errors_are_user_errors():
         make_config("paper")
     with pytest.raises(UnitransError, match="eta"):
         make_config("paper", targets=("es",), eta=-1.0)
+
+
+def test_parse_settings():
+    from unitrans.pipeline.config import parse_settings
+
+    got = parse_settings(["epochs=2", "eta=0.5", "variants=src,unitrans", "cache-dir=/tmp/c", "encoder=x"])
+    assert got == {"epochs": 2, "eta": 0.5, "variants": ("src", "unitrans"), "cache_dir": Path("/tmp/c"),
+                   "encoder": "x"}  # fmt: skip
+    with pytest.raises(UnitransError, match="NAME=VALUE"):
+        parse_settings(["nonsense=1"])
+    with pytest.raises(UnitransError, match="int"):
+        parse_settings(["epochs=many"])
 
 
 def test_config_written_as_json(tmp_path):

@@ -74,26 +74,30 @@ def run_command(
     preset: str = typer.Option("paper", "--preset", help=f"Settings preset: {' | '.join(PRESETS)}."),
     out: Path | None = typer.Option(None, "--out", help="Run folder (runs/unitrans)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Stage cache (<out>/cache)."),
+    settings: list[str] | None = typer.Option(
+        None, "--set", help="Any other setting as NAME=VALUE, e.g. --set epochs=1 --set max_length=64."
+    ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
 ) -> None:
     """Run UniTrans end to end (translation, teachers, voting, students, evaluation) with a stage cache."""
-    from unitrans.pipeline.config import make_config
+    from unitrans.pipeline.config import make_config, parse_settings
     from unitrans.pipeline.runner import run_pipeline, summary_lines
 
-    config = make_config(
-        preset,
-        targets=tuple(target),
-        source=source,
-        data_dir=data_dir,
-        encoder=encoder,
-        variants=tuple(variants) if variants else None,
-        seeds=seeds,
-        seed=seed,
-        ensemble=ensemble,
-        eta=eta,
-        out_dir=out,
-        cache_dir=cache_dir,
-    )
+    explicit = {
+        "targets": tuple(target),
+        "source": source,
+        "data_dir": data_dir,
+        "encoder": encoder,
+        "variants": tuple(variants) if variants else None,
+        "seeds": seeds,
+        "seed": seed,
+        "ensemble": ensemble,
+        "eta": eta,
+        "out_dir": out,
+        "cache_dir": cache_dir,
+    }
+    values = {**parse_settings(settings or []), **{k: v for k, v in explicit.items() if v is not None}}
+    config = make_config(preset, **values)
     result = run_pipeline(config, progress=not no_progress)
     for rec in result.records:
         status = "cached, skipped" if rec.cached else f"ran in {rec.seconds:.1f}s"

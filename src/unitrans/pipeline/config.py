@@ -134,6 +134,34 @@ def make_config(preset: str = "paper", **overrides: Any) -> PipelineConfig:
     return PipelineConfig(**values)
 
 
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """`NAME=VALUE` strings (the CLI's `--set`) as typed overrides of PipelineConfig fields."""
+    types = {f.name: f.type for f in fields(PipelineConfig)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, eq, raw = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not eq or name not in types:
+            raise UnitransError(
+                f"expected --set NAME=VALUE with NAME among {', '.join(types)}, found {pair!r}"
+            )
+        kind = str(types[name])
+        try:
+            if kind.startswith("tuple"):
+                out[name] = tuple(v for v in raw.replace(",", " ").split() if v)
+            elif kind == "int":
+                out[name] = int(raw)
+            elif kind == "float":
+                out[name] = float(raw)
+            elif "Path" in kind:
+                out[name] = Path(raw)
+            else:
+                out[name] = raw
+        except ValueError:
+            raise UnitransError(f"--set {name}: expected a {kind} value, found {raw!r}") from None
+    return out
+
+
 def with_overrides(config: PipelineConfig, **changes: Any) -> PipelineConfig:
     """A copy with some settings changed (validated again)."""
     return replace(config, **changes)
