@@ -1,9 +1,188 @@
-"""CLI commands: translate."""
+"""CLI commands: `unitrans translate`, `unitrans lexicon induce`, `unitrans lexicon eval`."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+from unitrans.errors import UnitransError
+
+lexicon_app = typer.Typer(help="Induce and evaluate bilingual lexicons (CSLS).", no_args_is_help=True)
+
+ENCODER = typer.Option("me5-small", "--encoder", help="Encoder deriving word vectors (name or folder).")
+SRC_EMB = typer.Option(None, "--src-emb", help="Source fastText/word2vec .vec file (with --tgt-emb).")
+TGT_EMB = typer.Option(None, "--tgt-emb", help="Target fastText/word2vec .vec file (with --src-emb).")
+MAX_VOCAB = typer.Option(200_000, "--max-vocab", help="Most frequent words kept per side.")
+LAYERS = typer.Option(None, "--layers", help="Candidate encoder layers, e.g. '6,8,10' (default: auto).")
+MAX_OCC = typer.Option(30, "--max-occurrences", help="Occurrences averaged per word type.")
+CASED = typer.Option(False, "--cased", help="Embed case-sensitive types instead of lowercased ones.")
+NORMALIZE = typer.Option("center,renorm", "--normalize", help="'', center, renorm or center,renorm.")
+ROUNDS = typer.Option(3, "--refinement-rounds", help="Procrustes refinements after the first solve.")
+CACHE = typer.Option(None, "--cache-dir", help="Cache root (default: $UNITRANS_CACHE or ~/.cache/unitrans).")
+
+
+def _config(
+    encoder, src_emb, tgt_emb, max_vocab, layers, max_occurrences, cased, normalize, rounds, **policies
+):
+    from unitrans.translate.word_translation import TranslateConfig
+
+    try:
+        layer_tuple = tuple(int(x) for x in layers.split(",")) if layers else None
+    except ValueError:
+        raise UnitransError(f"--layers expects comma-separated integers, got {layers!r}") from None
+    return TranslateConfig(
+        encoder=encoder,
+        src_emb=None if src_emb is None else str(src_emb),
+        tgt_emb=None if tgt_emb is None else str(tgt_emb),
+        max_vocab=max_vocab,
+        layers=layer_tuple,
+        max_occurrences=max_occurrences,
+        lowercase=not cased,
+        normalize=normalize,
+        refinement_rounds=rounds,
+        **policies,
+    )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from unitrans.translate.embeddings import _atomic_write
+
+    _atomic_write(path, lambda fh: fh.write((json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()))
+
+
+def translate(
+    source: Path = typer.Option(..., "--source", help="Labelled source CoNLL file."),
+    target_text: Path = typer.Option(..., "--target-text", help="Unlabelled target text (CoNLL or tokens)."),
+    out: Path = typer.Option(..., "--out", help="Translated CoNLL file (labels copied)."),
+    lexicon_out: Path | None = typer.Option(None, "--lexicon-out", help="Induced lexicon TSV."),
+    casing: str = typer.Option("source", "--casing", help="source, target or lexicon (see docs)."),
+    keep_person_names: bool = typer.Option(
+        True, "--keep-person-names/--translate-person-names", help="Copy PER tokens untranslated."
+    ),
+    min_csls: float | None = typer.Option(None, "--min-csls", help="Copy tokens whose CSLS is lower."),
+    encoder: str = ENCODER,
+    src_emb: Path | None = SRC_EMB,
+    tgt_emb: Path | None = TGT_EMB,
+    max_vocab: int = MAX_VOCAB,
+    layers: str | None = LAYERS,
+    max_occurrences: int = MAX_OCC,
+    cased: bool = CASED,
+    normalize: str = NORMALIZE,
+    refinement_rounds: int = ROUNDS,
+    cache_dir: Path | None = CACHE,
+) -> None:
+    """Translate labelled source data word by word into the target language (D_trans)."""
+    from unitrans.data import read_conll, read_unlabelled, write_conll
+    from unitrans.translate.lexicon import write_lexicon
+    from unitrans.translate.word_translation import translate_corpus
+
+    config = _config(
+        encoder,
+        src_emb,
+        tgt_emb,
+        max_vocab,
+        layers,
+        max_occurrences,
+        cased,
+        normalize,
+        refinement_rounds,
+        casing=casing,
+        keep_person_names=keep_person_names,
+        min_csls=min_csls,
+    )
+    result = translate_corpus(read_conll(source), read_unlabelled(target_text), config, cache_dir=cache_dir)
+    write_conll(out, result.sentences)
+    if lexicon_out is not None:
+        write_lexicon(lexicon_out, result.lexicon)
+    _write_json(out.with_name(out.name + ".json"), {"config": config.to_dict(), "stats": result.stats})
+    s = result.stats
+    typer.echo(
+        f"{out}: {s['sentences']} sentences, {s['tokens']} tokens, {s.get('translated', 0)} translated "
+        f"(layer {s['layer']}, criterion {s['criterion']})"
+    )
+
+
+@lexicon_app.command("induce")
+def induce(
+    source_text: Path = typer.Option(..., "--source-text", help="Source text (CoNLL or tokens)."),
+    target_text: Path = typer.Option(..., "--target-text", help="Target text (CoNLL or tokens)."),
+    out: Path = typer.Option(..., "--out", help="Lexicon TSV: source, target, CSLS score."),
+    encoder: str = ENCODER,
+    src_emb: Path | None = SRC_EMB,
+    tgt_emb: Path | None = TGT_EMB,
+    max_vocab: int = MAX_VOCAB,
+    layers: str | None = LAYERS,
+    max_occurrences: int = MAX_OCC,
+    cased: bool = CASED,
+    normalize: str = NORMALIZE,
+    refinement_rounds: int = ROUNDS,
+    cache_dir: Path | None = CACHE,
+) -> None:
+    """Translate every source word to its CSLS nearest target word."""
+    from unitrans.data import read_unlabelled
+    from unitrans.translate.lexicon import induce_lexicon, write_lexicon
+    from unitrans.translate.word_translation import build_alignment
+
+    config = _config(
+        encoder, src_emb, tgt_emb, max_vocab, layers, max_occurrences, cased, normalize, refinement_rounds
+    )
+    alignment, _ = build_alignment(
+        read_unlabelled(source_text), read_unlabelled(target_text), config, cache_dir=cache_dir
+    )
+    lexicon = induce_lexicon(alignment, k=config.csls_k, progress=True)
+    write_lexicon(out, lexicon)
+    typer.echo(
+        f"{out}: {len(lexicon)} source words (layer {alignment.layer}, criterion {alignment.criterion:.4f})"
+    )
+
+
+@lexicon_app.command("eval")
+def evaluate(
+    source_text: Path = typer.Option(..., "--source-text", help="Source text (CoNLL or tokens)."),
+    target_text: Path = typer.Option(..., "--target-text", help="Target text (CoNLL or tokens)."),
+    dictionary: Path = typer.Option(..., "--dict", help="Bilingual dictionary, `source target` per line."),
+    max_source_rank: int | None = typer.Option(
+        None, "--max-source-rank", help="Score only source words among the N most frequent."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    encoder: str = ENCODER,
+    src_emb: Path | None = SRC_EMB,
+    tgt_emb: Path | None = TGT_EMB,
+    max_vocab: int = MAX_VOCAB,
+    layers: str | None = LAYERS,
+    max_occurrences: int = MAX_OCC,
+    cased: bool = CASED,
+    normalize: str = NORMALIZE,
+    refinement_rounds: int = ROUNDS,
+    cache_dir: Path | None = CACHE,
+) -> None:
+    """Precision@1/5/10 (NN and CSLS) against a dictionary, MUSE's protocol. For measurement only."""
+    from unitrans.data import read_unlabelled
+    from unitrans.translate.lexicon import evaluate_lexicon, read_dictionary
+    from unitrans.translate.word_translation import build_alignment
+
+    config = _config(
+        encoder, src_emb, tgt_emb, max_vocab, layers, max_occurrences, cased, normalize, refinement_rounds
+    )
+    gold = read_dictionary(dictionary, lowercase=config.lowercase)
+    alignment, _ = build_alignment(
+        read_unlabelled(source_text), read_unlabelled(target_text), config, cache_dir=cache_dir
+    )
+    scores = evaluate_lexicon(alignment, gold, csls_k=config.csls_k, max_source_rank=max_source_rank)
+    if as_json:
+        typer.echo(
+            json.dumps({**scores.to_dict(), "layer": alignment.layer, "criterion": alignment.criterion})
+        )
+        return
+    typer.echo(f"{scores.sources} source words, {scores.pairs} pairs; layer {alignment.layer}")
+    for method in ("nn", "csls"):
+        values = getattr(scores, method)
+        typer.echo(f"{method:5s} " + "  ".join(f"{k}={v:.3f}" for k, v in values.items()))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    app.command("translate")(translate)
+    app.add_typer(lexicon_app, name="lexicon")

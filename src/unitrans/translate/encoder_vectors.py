@@ -1,0 +1,224 @@
+"""Static word-type embeddings derived from a multilingual encoder (the default: no fastText offline).
+
+Each word type of a corpus gets the mean, over up to `max_occurrences` of its occurrences, of the
+encoder's contextual vector for that occurrence (the mean of its subword vectors) at a given layer.
+Several layers are collected in one pass; which one is used is decided later without labels or
+dictionaries (`alignment.select_and_align`).
+
+Types are lowercased by default: "The"/"the" and "Madrid"/"MADRID" pool their occurrences (more
+contexts per type, and bilingual dictionaries are lowercase), while the casing of each translated token
+is restored by the translation policy. `lowercase=False` keeps case-sensitive types.
+
+Sentences are chosen greedily in corpus order so that each type gets its first `max_occurrences`
+occurrences; sentences with nothing left to collect are never encoded. Results are cached in
+`$UNITRANS_CACHE/type-embeddings` (default ~/.cache/unitrans), keyed by encoder, corpus and settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from unitrans.data import Sentence
+from unitrans.errors import UnitransError
+from unitrans.translate.embeddings import WordEmbeddings, load_npz, save_npz
+
+logger = logging.getLogger(__name__)
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TypeVectorConfig:
+    """How static type vectors are derived from an encoder."""
+
+    encoder: str = field(default="me5-small", metadata={"help": "Encoder name or local HF folder."})
+    layers: tuple[int, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "Hidden-state indices to collect (0 = embeddings); default: every second layer "
+            "from a third of the depth up to the last."
+        },
+    )
+    max_occurrences: int = field(default=30, metadata={"help": "Occurrences averaged per type (cap)."})
+    lowercase: bool = field(default=True, metadata={"help": "Pool case variants into lowercased types."})
+    max_vocab: int = field(default=200_000, metadata={"help": "Keep the most frequent types only."})
+    batch_tokens: int = field(default=8192, metadata={"help": "Subword tokens per encoder batch."})
+    max_length: int = field(default=256, metadata={"help": "Subword limit per sentence (rest skipped)."})
+    bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast; None = where native."})
+
+    def __post_init__(self) -> None:
+        if self.max_occurrences < 1 or self.max_vocab < 1 or self.batch_tokens < 1 or self.max_length < 4:
+            raise UnitransError("max_occurrences, max_vocab, batch_tokens must be >= 1, max_length >= 4")
+
+
+def type_key(word: str, lowercase: bool) -> str:
+    return word.lower() if lowercase else word
+
+
+def default_cache_root() -> Path:
+    env = os.environ.get("UNITRANS_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "unitrans"
+
+
+def frequency_vocab(
+    sentences: Sequence[Sentence], lowercase: bool, max_vocab: int
+) -> tuple[list[str], Counter]:
+    """Types by decreasing frequency, ties by first occurrence (Counter keeps insertion order)."""
+    counts = Counter(type_key(w, lowercase) for s in sentences for w in s.words)
+    vocab = [w for w, _ in sorted(counts.items(), key=lambda kv: -kv[1])][:max_vocab]
+    return vocab, counts
+
+
+def _cache_key(
+    folder: Path, sentences: Sequence[Sentence], config: TypeVectorConfig, layers: Sequence[int]
+) -> str:
+    h = hashlib.sha256()
+    settings = {k: v for k, v in asdict(config).items() if k != "batch_tokens"}  # batching: same result
+    h.update(
+        json.dumps({"format": CACHE_FORMAT, **settings, "layers": list(layers)}, sort_keys=True).encode()
+    )
+    h.update(str(folder).encode())
+    for name in sorted(p.name for p in folder.iterdir() if p.is_file()):
+        stat = (folder / name).stat()
+        h.update(f"{name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    for s in sentences:
+        h.update("\x1f".join(s.words).encode("utf-8"))
+        h.update(b"\x1e")
+    return h.hexdigest()[:24]
+
+
+def default_layers(num_layers: int) -> tuple[int, ...]:
+    return tuple(range(num_layers, max(num_layers // 3, 1) - 1, -2))[::-1]
+
+
+def type_vectors(
+    sentences: Sequence[Sentence],
+    config: TypeVectorConfig,
+    *,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> dict[int, WordEmbeddings]:
+    """Per collected layer, the type embeddings of `sentences` (frequency order); cached on disk."""
+    from transformers import AutoConfig
+
+    from unitrans.model.encoders import resolve_encoder
+
+    folder = resolve_encoder(config.encoder)
+    n_layers = int(AutoConfig.from_pretrained(folder).num_hidden_layers)
+    layers = config.layers if config.layers is not None else default_layers(n_layers)
+    if any(not 0 <= x <= n_layers for x in layers):
+        raise UnitransError(f"layers {layers} out of range: {config.encoder} has hidden states 0..{n_layers}")
+    root = cache_dir if cache_dir is not None else default_cache_root()
+    path = root / "type-embeddings" / f"{_cache_key(folder, sentences, config, layers)}.npz"
+    if path.is_file():
+        logger.info("type embeddings from cache %s", path)
+        return {int(k): v for k, v in load_npz(path).items()}
+    save_npz(path, {str(k): v for k, v in _extract(folder, sentences, config, layers, progress).items()})
+    logger.info("type embeddings cached at %s", path)
+    return {int(k): v for k, v in load_npz(path).items()}  # the cached float16 values, as on later runs
+
+
+def _wanted_positions(sentences: Sequence[Sentence], index: dict[str, int], config: TypeVectorConfig):
+    """(sentence index, [(word position, type id)]) for the first `max_occurrences` of each type."""
+    taken = np.zeros(len(index), dtype=np.int64)
+    plan: list[tuple[int, list[tuple[int, int]]]] = []
+    for si, sent in enumerate(sentences):
+        wanted = []
+        for wi, word in enumerate(sent.words):
+            tid = index.get(type_key(word, config.lowercase))
+            if tid is not None and taken[tid] < config.max_occurrences:
+                taken[tid] += 1
+                wanted.append((wi, tid))
+        if wanted:
+            plan.append((si, wanted))
+    return plan
+
+
+def _extract(
+    folder: Path,
+    sentences: Sequence[Sentence],
+    config: TypeVectorConfig,
+    layers: Sequence[int],
+    progress: bool,
+) -> dict[int, WordEmbeddings]:
+    from transformers import AutoModel, AutoTokenizer
+
+    from unitrans.model.runtime import autocast, use_bf16
+
+    vocab, counts = frequency_vocab(sentences, config.lowercase, config.max_vocab)
+    index = {w: i for i, w in enumerate(vocab)}
+    plan = _wanted_positions(sentences, index, config)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder).eval()
+    device = torch.device("cpu")
+    bf16 = use_bf16(device, config.bf16)
+    encoded = tokenizer(
+        [list(sentences[si].words) for si, _ in plan],
+        is_split_into_words=True,
+        truncation=True,
+        max_length=config.max_length,
+    )
+    order = sorted(range(len(plan)), key=lambda i: len(encoded["input_ids"][i]))
+    dim = int(model.config.hidden_size)
+    sums = torch.zeros(len(layers), len(vocab), dim)
+    seen = torch.zeros(len(vocab))
+    batches: list[list[int]] = [[]]
+    for i in order:
+        longest = len(encoded["input_ids"][i])
+        if batches[-1] and longest * (len(batches[-1]) + 1) > config.batch_tokens:
+            batches.append([])
+        batches[-1].append(i)
+    bar = tqdm(total=sum(len(w) for _, w in plan), desc="type vectors", unit="word", disable=not progress)
+    with torch.no_grad():
+        for batch in batches:
+            width = max(len(encoded["input_ids"][i]) for i in batch)
+            ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0)
+            mask = torch.zeros(len(batch), width, dtype=torch.long)
+            tok_rows, tok_cols, tok_type, tok_weight = [], [], [], []
+            for row, i in enumerate(batch):
+                seq = encoded["input_ids"][i]
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+                pieces: dict[int, list[int]] = {}
+                for col, wid in enumerate(encoded.word_ids(i)):
+                    if wid is not None:
+                        pieces.setdefault(wid, []).append(col)
+                for wi, tid in plan[i][1]:
+                    cols = pieces.get(wi)
+                    if not cols:  # truncated away or no subwords: not collected
+                        continue
+                    seen[tid] += 1
+                    for col in cols:
+                        tok_rows.append(row)
+                        tok_cols.append(col)
+                        tok_type.append(tid)
+                        tok_weight.append(1.0 / len(cols))
+            with autocast(device, bf16):
+                out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            rows, cols = torch.tensor(tok_rows, dtype=torch.long), torch.tensor(tok_cols, dtype=torch.long)
+            types = torch.tensor(tok_type, dtype=torch.long)
+            weight = torch.tensor(tok_weight).unsqueeze(1)
+            for li, layer in enumerate(layers):
+                vecs = out.hidden_states[layer][rows, cols].float() * weight
+                sums[li].index_add_(0, types, vecs)
+            bar.update(sum(len(plan[i][1]) for i in batch))
+    bar.close()
+    keep = torch.nonzero(seen > 0).flatten()
+    if len(keep) < len(vocab):
+        logger.info(
+            "%d of %d types had no encodable occurrence and are left out", len(vocab) - len(keep), len(vocab)
+        )
+    words = tuple(vocab[i] for i in keep.tolist())
+    freq = np.array([counts[w] for w in words], dtype=np.int64)
+    means = sums[:, keep] / seen[keep].unsqueeze(1)
+    return {layer: WordEmbeddings(words, means[li].numpy(), freq) for li, layer in enumerate(layers)}

@@ -1,0 +1,222 @@
+"""Word-by-word translation of labelled source data (UniTrans data transfer, D_trans).
+
+Each source token is replaced by its CSLS translation and keeps its label, so sentence lengths and the
+IOB2 structure are unchanged. Tokens are copied instead of translated when they are numbers,
+punctuation, outside the embedding vocabulary, (optionally) person names as in the authors' code, or
+(optionally) when the CSLS score is below a threshold. Nothing is sampled: the result is a deterministic
+function of the inputs and the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from unitrans.data import Sentence
+from unitrans.errors import UnitransError
+from unitrans.translate.alignment import AlignConfig, Alignment, select_and_align
+from unitrans.translate.embeddings import DEFAULT_MAX_VOCAB, load_vec
+from unitrans.translate.encoder_vectors import TypeVectorConfig, type_vectors
+from unitrans.translate.lexicon import Lexicon, induce_lexicon
+
+logger = logging.getLogger(__name__)
+CASINGS = ("source", "target", "lexicon")
+NUMBER = re.compile(r"^[+-]?(?=.*\d)[\d.,:/%'-]+$")
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class TranslateConfig:
+    """Embeddings, map and copy/casing policies of the word-by-word translation."""
+
+    encoder: str = field(default="me5-small", metadata=_help("Encoder deriving the type embeddings."))
+    src_emb: str | None = field(default=None, metadata=_help("Source .vec file instead of the encoder."))
+    tgt_emb: str | None = field(default=None, metadata=_help("Target .vec file instead of the encoder."))
+    max_vocab: int = field(default=DEFAULT_MAX_VOCAB, metadata=_help("Most frequent words kept per side."))
+    layers: tuple[int, ...] | None = field(
+        default=None, metadata=_help("Candidate encoder layers; the unsupervised criterion picks one.")
+    )
+    max_occurrences: int = field(default=30, metadata=_help("Occurrences averaged per word type."))
+    lowercase: bool = field(default=True, metadata=_help("Embed lowercased types (casing restored later)."))
+    normalize: str = field(default="center,renorm", metadata=_help("MUSE normalization before mapping."))
+    refinement_rounds: int = field(default=3, metadata=_help("Procrustes refinements after the first."))
+    dico_max_rank: int = field(default=10_000, metadata=_help("Refinement uses the N most frequent words."))
+    csls_k: int = field(default=10, metadata=_help("Neighbourhood size K of CSLS."))
+    copy_numbers: bool = field(default=True, metadata=_help("Copy tokens that are numbers."))
+    copy_punctuation: bool = field(default=True, metadata=_help("Copy punctuation/symbol-only tokens."))
+    keep_person_names: bool = field(default=True, metadata=_help("Copy tokens labelled PER (authors' code)."))
+    min_csls: float | None = field(default=None, metadata=_help("Copy tokens whose CSLS score is lower."))
+    casing: str = field(
+        default="source",
+        metadata=_help(
+            "source: transfer the source token's casing pattern; target: the word's usual casing in "
+            "the target text (German nouns), upper-cased where the source is; lexicon: as induced."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if self.casing not in CASINGS:
+            raise UnitransError(f"casing must be one of {CASINGS}, got {self.casing!r}")
+        if (self.src_emb is None) != (self.tgt_emb is None):
+            raise UnitransError("give both --src-emb and --tgt-emb, or neither (encoder-derived vectors)")
+        self.align_config()  # validates the map settings
+        self.vector_config()
+
+    def align_config(self) -> AlignConfig:
+        return AlignConfig(self.normalize, self.refinement_rounds, self.dico_max_rank, self.csls_k)
+
+    def vector_config(self) -> TypeVectorConfig:
+        return TypeVectorConfig(
+            encoder=self.encoder,
+            layers=self.layers,
+            max_occurrences=self.max_occurrences,
+            lowercase=self.lowercase,
+            max_vocab=self.max_vocab,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TranslationResult:
+    sentences: list[Sentence]
+    lexicon: Lexicon
+    stats: dict[str, object]
+
+
+def build_alignment(
+    source: Sequence[Sentence],
+    target_text: Sequence[Sentence],
+    config: TranslateConfig,
+    *,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> tuple[Alignment, dict[int, float]]:
+    """Embeddings for both sides (files or encoder) and the best unsupervised map between them."""
+    if config.src_emb is not None and config.tgt_emb is not None:
+        src = {-1: load_vec(config.src_emb, max_vocab=config.max_vocab)}
+        tgt = {-1: load_vec(config.tgt_emb, max_vocab=config.max_vocab)}
+    else:
+        if not source or not target_text:
+            raise UnitransError("empty source or target text: nothing to derive word vectors from")
+        vc = config.vector_config()
+        src = type_vectors(source, vc, cache_dir=cache_dir, progress=progress)
+        tgt = type_vectors(target_text, vc, cache_dir=cache_dir, progress=progress)
+    return select_and_align(src, tgt, config.align_config())
+
+
+def casing_pattern(word: str) -> str:
+    letters = [c for c in word if c.isalpha()]
+    if not letters:
+        return "none"
+    if len(letters) > 1 and all(c.isupper() for c in letters):
+        return "upper"
+    if letters[0].isupper():
+        return "title" if all(c.islower() for c in letters[1:]) else "mixed"
+    return "lower"
+
+
+def apply_casing(source_word: str, translation: str, usual: str | None, policy: str) -> str:
+    """Case `translation` by the policy; `usual` is its most frequent form in the target text."""
+    if policy == "lexicon":
+        return translation
+    pattern = casing_pattern(source_word)
+    if pattern == "upper":
+        return translation.upper()
+    base = usual if (policy == "target" and usual) else translation.lower()
+    if pattern in ("title", "mixed"):
+        return base[:1].upper() + base[1:]
+    return base
+
+
+def usual_forms(target_text: Sequence[Sentence], lowercase: bool) -> dict[str, str]:
+    """Most frequent spelling of each type in the target text, sentence-initial tokens counted last."""
+    inner, initial = Counter(), Counter()
+    for sent in target_text:
+        for i, w in enumerate(sent.words):
+            (initial if i == 0 else inner)[w] += 1
+    best: dict[str, tuple[int, int, str]] = {}
+    for w in set(inner) | set(initial):
+        key = w.lower() if lowercase else w
+        rank = (inner[w], initial[w], w)
+        if key not in best or rank > best[key]:
+            best[key] = rank
+    return {k: v[2] for k, v in best.items()}
+
+
+def is_punctuation(word: str) -> bool:
+    return all(unicodedata.category(c)[0] in "PS" for c in word)
+
+
+def translate_sentences(
+    source: Sequence[Sentence], lexicon: Lexicon, config: TranslateConfig, usual: dict[str, str]
+) -> tuple[list[Sentence], Counter]:
+    """Replace each token by its translation (or copy it, by policy); tags and lengths are kept."""
+    table = lexicon.as_dict()
+    stats: Counter = Counter()
+    out: list[Sentence] = []
+    for sent in source:
+        tags = sent.tags or ("O",) * len(sent.words)
+        words = []
+        for word, tag in zip(sent.words, tags, strict=True):
+            entry = table.get(word) or table.get(word.lower())
+            if config.copy_numbers and NUMBER.match(word):
+                reason = "copied_number"
+            elif config.copy_punctuation and is_punctuation(word):
+                reason = "copied_punctuation"
+            elif config.keep_person_names and tag.endswith("-PER"):
+                reason = "copied_person"
+            elif entry is None:
+                reason = "copied_oov"
+            elif config.min_csls is not None and entry[1] < config.min_csls:
+                reason = "copied_low_score"
+            else:
+                reason = "translated"
+            stats[reason] += 1
+            if reason != "translated":
+                words.append(word)
+                continue
+            translated = apply_casing(word, entry[0], usual.get(entry[0]), config.casing)
+            stats["translated_identical"] += translated == word
+            words.append(translated)
+        out.append(Sentence(tuple(words), sent.tags, sent.line))
+    return out, stats
+
+
+def translate_corpus(
+    source: Sequence[Sentence],
+    target_text: Sequence[Sentence],
+    config: TranslateConfig,
+    *,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> TranslationResult:
+    """D_trans: the labelled `source` translated word by word into the language of `target_text`."""
+    alignment, criteria = build_alignment(source, target_text, config, cache_dir=cache_dir, progress=progress)
+    lexicon = induce_lexicon(alignment, k=config.csls_k, progress=progress)
+    usual = usual_forms(target_text, config.lowercase) if config.casing == "target" else {}
+    sentences, counts = translate_sentences(source, lexicon, config, usual)
+    tokens = sum(len(s) for s in source)
+    stats: dict[str, object] = {
+        "sentences": len(sentences),
+        "tokens": tokens,
+        **{k: int(v) for k, v in sorted(counts.items())},
+        "source_vocab": len(alignment.src),
+        "target_vocab": len(alignment.tgt),
+        "seed_pairs": alignment.seed_pairs,
+        "layer": alignment.layer,
+        "criterion": round(alignment.criterion, 5),
+        "criterion_per_layer": {str(k): round(v, 5) for k, v in criteria.items()},
+        "history": [list(h) for h in alignment.history],
+    }
+    logger.info("translated %d of %d tokens (%s)", counts["translated"], tokens, dict(counts))
+    return TranslationResult(sentences, lexicon, stats)

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from unitrans.data import Sentence
+from unitrans.errors import UnitransError
+from unitrans.translate.lexicon import Lexicon
+from unitrans.translate.word_translation import (
+    TranslateConfig,
+    apply_casing,
+    casing_pattern,
+    translate_sentences,
+    usual_forms,
+)
+
+LEXICON = Lexicon(
+    source=("the", "house", "john", "madrid", "said", "eu", "unsure"),
+    target=("das", "haus", "hans", "madrid", "sagte", "eu", "vielleicht"),
+    score=np.array([0.9, 0.8, 0.7, 0.95, 0.6, 0.5, 0.05], dtype=np.float32),
+)
+SOURCE = [
+    Sentence(
+        ("John", "said", "the", "house", "in", "Madrid", "cost", "1,500", "$", "."),
+        ("B-PER", "O", "O", "O", "O", "B-LOC", "O", "O", "O", "O"),
+        1,
+    ),
+    Sentence(("THE", "EU", "unsure", "-"), ("O", "B-ORG", "O", "O"), 12),
+]
+
+
+def test_labels_and_lengths_are_preserved_and_policies_applied():
+    out, stats = translate_sentences(SOURCE, LEXICON, TranslateConfig(), {})
+    assert [len(s) for s in out] == [len(s) for s in SOURCE]
+    assert [s.tags for s in out] == [s.tags for s in SOURCE]
+    assert [s.line for s in out] == [1, 12]
+    assert out[0].words == ("John", "sagte", "das", "haus", "in", "Madrid", "cost", "1,500", "$", ".")
+    assert out[1].words == ("DAS", "EU", "vielleicht", "-")
+    assert stats["copied_person"] == 1 and stats["copied_number"] == 1
+    assert stats["copied_punctuation"] == 3 and stats["copied_oov"] == 2  # 'in', 'cost'
+    assert stats["translated"] == 7 and stats["translated_identical"] == 2  # Madrid, EU
+    assert (
+        sum(
+            v
+            for k, v in stats.items()
+            if k.startswith(("copied", "translated")) and k != "translated_identical"
+        )
+        == 14
+    )
+
+
+def test_person_names_translated_when_asked_and_low_scores_copied():
+    config = TranslateConfig(keep_person_names=False, min_csls=0.1)
+    out, stats = translate_sentences(SOURCE, LEXICON, config, {})
+    assert out[0].words[0] == "Hans"
+    assert out[1].words[2] == "unsure" and stats["copied_low_score"] == 1
+
+
+def test_target_casing_restores_german_nouns():
+    target = [Sentence(("Das", "Haus", "ist", "alt")), Sentence(("Ich", "sah", "das", "Haus"))]
+    usual = usual_forms(target, lowercase=True)
+    assert usual["haus"] == "Haus" and usual["das"] == "das"  # sentence-initial 'Das' counts last
+    out, _ = translate_sentences(SOURCE, LEXICON, TranslateConfig(casing="target"), usual)
+    assert out[0].words[2:4] == ("das", "Haus")
+    assert out[1].words[0] == "DAS"
+
+
+@pytest.mark.parametrize(
+    ("source", "translation", "usual", "policy", "expected"),
+    [
+        ("Paris", "parís", None, "source", "París"),
+        ("PARIS", "parís", None, "source", "PARÍS"),
+        ("house", "Haus", "Haus", "source", "haus"),
+        ("house", "haus", "Haus", "target", "Haus"),
+        ("McDonald", "mcdonald", None, "source", "Mcdonald"),
+        ("house", "Haus", None, "lexicon", "Haus"),
+    ],
+)
+def test_apply_casing(source, translation, usual, policy, expected):
+    assert apply_casing(source, translation, usual, policy) == expected
+
+
+def test_casing_pattern():
+    assert [casing_pattern(w) for w in ("EU", "Eu", "eu", "eU", "1990", "A")] == [
+        "upper",
+        "title",
+        "lower",
+        "lower",
+        "none",
+        "title",
+    ]
+
+
+def test_config_validation():
+    with pytest.raises(UnitransError, match="casing"):
+        TranslateConfig(casing="upper")
+    with pytest.raises(UnitransError, match="both"):
+        TranslateConfig(src_emb="a.vec")
+    with pytest.raises(UnitransError):
+        TranslateConfig(refinement_rounds=-1)
