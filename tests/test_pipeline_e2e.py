@@ -1,0 +1,214 @@
+"""End to end on the tiny encoder and hand-written fixtures: every variant, the cache, resuming after a
+kill, ensembling, several targets, and target labels that never matter."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unitrans.cli import main
+from unitrans.model.predict import load_probs
+from unitrans.pipeline.config import make_config
+from unitrans.pipeline.runner import RunResult, run_pipeline
+from unitrans.pipeline.variants import VARIANTS
+
+FIXTURES = Path(__file__).parent / "fixtures" / "pipeline"
+TINY = {"epochs": 6, "teach_epochs": 4, "student_epochs": 10, "batch_size": 2, "max_length": 32,
+        "freeze_layers": 1, "ensemble": 2, "teacher_lr": 2e-2, "student_lr": 2e-2}  # fmt: skip
+"""Tiny models need a high learning rate and a few dozen steps to predict anything but O."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run several times faster on one thread than on a contended multi-core CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(encoder: Path, out: Path, **changes):
+    values = {"targets": ("es",), "data_dir": FIXTURES, "encoder": str(encoder), "out_dir": out, **TINY}
+    values.update(changes)
+    return make_config("paper", **values)
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_encoder_dir, tmp_path_factory) -> tuple[RunResult, object]:
+    config = _config(tiny_encoder_dir, tmp_path_factory.mktemp("full"))
+    return run_pipeline(config, progress=False), config
+
+
+def _predictions(result: RunResult, lang: str, variant: str) -> list[list[str]]:
+    return [read_predictions_file(Path(r["predictions"])) for r in result.runs[lang][variant]]
+
+
+def read_predictions_file(path: Path) -> list[str]:
+    lines = [line.split() for line in path.read_text().splitlines()]
+    return [cols[-1] for cols in lines if cols]
+
+
+def test_every_variant_is_reported(full_run):
+    result, config = full_run
+    data = json.loads((config.out_dir / "results.json").read_text())
+    assert set(data["es"]) == set(VARIANTS)
+    for scores in data["es"].values():
+        assert set(scores) == {"f1", "f1_std", "precision", "recall", "per_seed"}
+        assert all(0.0 <= scores[k] <= 1.0 for k in ("f1", "precision", "recall"))
+    md = (config.out_dir / "results.md").read_text()
+    assert "79.31" in md and str(config.encoder) in md and "Voting coverage" in md
+    assert (config.out_dir / "f1.png").stat().st_size > 0
+    assert json.loads((config.out_dir / "config.json").read_text())["eta"] == 1.0
+    assert 0.0 <= result.coverage["es"][0] <= 1.0
+    # the tiny models learn something, so the identity checks below compare non-trivial predictions
+    assert result.results["es"]["src"]["f1"] > 0 and result.results["es"]["unitrans"]["f1"] > 0
+    # every test word got exactly one predicted tag
+    n_words = sum(1 for line in (FIXTURES / "es" / "test.txt").read_text().splitlines() if line.strip())
+    for variant in VARIANTS:
+        assert len(_predictions(result, "es", variant)[0]) == n_words
+
+
+def test_ensemble_averages_m_teacher_runs(full_run):
+    result, _ = full_run
+    labels = [r.label for r in result.records]
+    for kind in ("src", "teach", "trans"):
+        assert f"train {kind} (seed 1042)" in labels  # the second ensemble member
+        assert f"es: {kind} ensemble of 2 (seed 42) on D_T" in labels
+    assert "es (ensemble)" in result.coverage
+    by_key = {r.key: r for r in result.records}
+    averaged = [r for r in result.records if r.stage == "ensemble"]
+    assert len(averaged) == 3
+    for rec in averaged:
+        manifest = json.loads((rec.folder / "manifest.json").read_text())
+        members = [load_probs(by_key[k].folder / "probs.npz")[0] for k in manifest["inputs"].values()]
+        assert len(members) == 2
+        got = load_probs(rec.folder / "probs.npz")[0]
+        for i, p in enumerate(got):
+            np.testing.assert_allclose(p, (members[0][i] + members[1][i]) / 2, rtol=1e-6)
+
+
+def test_second_run_skips_every_stage(full_run):
+    result, config = full_run
+    again = run_pipeline(config, progress=False)
+    assert again.records and all(r.cached for r in again.records)
+    assert again.results == result.results
+
+
+def test_changing_eta_reruns_only_students_and_their_evaluation(full_run, tmp_path):
+    _, config = full_run
+    changed = _config(Path(config.encoder), tmp_path, eta=0.5, cache_dir=config.cache_root)
+    result = run_pipeline(changed, progress=False)
+    ran = {r.stage for r in result.records if not r.cached}
+    assert ran == {"student", "probs", "evaluate"}
+    ran_students = sorted(r.label for r in result.records if not r.cached and r.stage == "student")
+    # students without hard labels (no-hard, teacher-src, teacher-trans) do not depend on η
+    assert ran_students == sorted(f"es: student {v} (seed 42)" for v in ("unitrans", "no-soft", "ensemble"))
+    assert all("on test" in r.label for r in result.records if not r.cached and r.stage == "probs")
+
+
+def test_killed_run_resumes_with_identical_results(full_run, tmp_path):
+    result, config = full_run
+    # The state a run killed while training Θteach leaves: every stage finished before it, none after.
+    cache = tmp_path / "cache"
+    shutil.copytree(config.cache_root, cache)
+    computed = [r for r in result.records if not r.cached]
+    cut = next(i for i, r in enumerate(computed) if r.label == "train teach (seed 42)")
+    for rec in computed[cut:]:
+        shutil.rmtree(cache / rec.folder.relative_to(config.cache_root))
+    finished_before = {r.label for r in computed[:cut]}
+    small = _config(Path(config.encoder), tmp_path / "out", variants=("src", "unitrans"), cache_dir=cache)
+    # ... and this run is killed again, inside the stage after the next one
+    calls: list[str] = []
+
+    def kill(record):
+        if not record.cached:
+            calls.append(record.label)
+            if len(calls) == 2:
+                raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(small, progress=False, after_stage=kill)
+    resumed = run_pipeline(small, progress=False)
+    ran = [r.label for r in resumed.records if not r.cached]
+    assert ran and not set(ran) & (finished_before | set(calls))
+    assert "train teach (seed 42)" in calls and "es: student unitrans (seed 42)" in ran
+    for variant in ("src", "unitrans"):
+        assert resumed.results["es"][variant] == result.results["es"][variant]
+        assert _predictions(resumed, "es", variant) == _predictions(result, "es", variant)
+
+
+def test_target_labels_are_never_used(full_run, tmp_path):
+    result, config = full_run
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES, data)
+    train = data / "es" / "train.txt"
+    lines = train.read_text().splitlines()
+    # a wrong but well-formed tag on every word
+    train.write_text("\n".join(f"{line.split()[0]} B-MISC" if line.strip() else "" for line in lines) + "\n")
+    corrupted = _config(Path(config.encoder), tmp_path / "out", data_dir=data, variants=("unitrans",))
+    got = run_pipeline(corrupted, progress=False)
+    assert not any(r.cached for r in got.records)  # a fresh cache: everything recomputed
+    assert _predictions(got, "es", "unitrans") == _predictions(result, "es", "unitrans")
+    # no tag column at all: every stage key is the same as with the original file
+    train.write_text("\n".join(line.split()[0] if line.strip() else "" for line in lines) + "\n")
+    words_only = _config(Path(config.encoder), tmp_path / "out2", data_dir=data, cache_dir=config.cache_root)
+    assert all(r.cached for r in run_pipeline(words_only, progress=False).records)
+
+
+def test_two_targets_share_the_source_model(full_run, tmp_path):
+    _, config = full_run
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES, data)
+    shutil.copytree(data / "es", data / "xx")
+    blocks = (data / "xx" / "train.txt").read_text().split("\n\n")
+    (data / "xx" / "train.txt").write_text("\n\n".join(blocks[2:]))
+    two = _config(Path(config.encoder), tmp_path / "out", data_dir=data, targets=("es", "xx"),
+                  variants=("src", "teach"), cache_dir=config.cache_root)  # fmt: skip
+    result = run_pipeline(two, progress=False)
+    assert set(result.results) == {"es", "xx"}
+    src_trainings = [r for r in result.records if r.label == "train src (seed 42)"]
+    assert len(src_trainings) == 1 and src_trainings[0].cached
+    ran = sorted(r.label for r in result.records if not r.cached)
+    assert "translate en→xx" in ran and "train teach (seed 42)" in ran
+    assert not any(label.startswith("es:") for label in ran)
+    # word-type embeddings: en, es and xx once each; the source side is shared by both targets
+    assert len(list((config.cache_root / "embeddings" / "type-embeddings").glob("*.npz"))) == 3
+
+
+def test_seeds_report_mean_and_std(full_run, tmp_path):
+    _, full = full_run
+    config = _config(Path(full.encoder), tmp_path, variants=("src",), seeds=2, cache_dir=full.cache_root)
+    result = run_pipeline(config, progress=False)
+    assert next(r.label for r in result.records if not r.cached) == "train src (seed 43)"
+    runs = result.results["es"]["src"]["per_seed"]
+    assert [r["seed"] for r in runs] == [42, 43]
+    assert result.results["es"]["src"]["f1"] == pytest.approx((runs[0]["f1"] + runs[1]["f1"]) / 2)
+
+
+def test_missing_file_is_a_clear_error(tiny_encoder_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES, data)
+    (data / "es" / "test.txt").unlink()
+    code = main(["run", "--target", "es", "--data-dir", str(data), "--encoder", str(tiny_encoder_dir),
+                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{data / 'es' / 'test.txt'}: file not found" in err and "Traceback" not in err
+
+
+def test_cli_run_prints_the_table_and_says_what_was_skipped(full_run, tmp_path, capsys):
+    _, config = full_run
+    sets = [f"--set={name}={value}" for name, value in TINY.items()]
+    argv = ["run", "--target", "es", "--data-dir", str(FIXTURES), "--encoder", str(config.encoder),
+            "--variants", "src", "unitrans", "--out", str(tmp_path), "--cache-dir", str(config.cache_root),
+            "--no-progress", *sets]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "| Model transfer (Θsrc) [`src`] |" in captured.out and "[`unitrans`]" in captured.out
+    assert "[cached, skipped] train src (seed 42)" in captured.err and "ran in" not in captured.err
+    assert json.loads((tmp_path / "results.json").read_text())["es"].keys() == {"src", "unitrans"}
