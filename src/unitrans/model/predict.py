@@ -1,8 +1,8 @@
 """Per-word label probabilities from a checkpoint, and their compact on-disk form.
 
-Prediction runs windows longest-first in token-budgeted batches (little padding), under bf16 autocast
-where native, without grad, and applies the head to first subwords only. Every word gets exactly one
-probability row, from the window that owns it (see `unitrans.model.windows`).
+Prediction runs windows longest-first in token-budgeted batches (little padding), with the model cast
+to bf16 where that is native, without grad, and applies the head to first subwords only. Every word gets
+exactly one probability row, from the window that owns it (see `unitrans.model.windows`).
 
 Probabilities are stored as one .npz: a concatenated (total_words, L) matrix (float32 by default,
 float16 on request for half the size), sentence offsets and the label list.
@@ -51,7 +51,8 @@ def predict_probs(
     model, tokenizer = load_tagger(Path(model_dir))
     dev = runtime.pick_device(device)
     use_bf16 = runtime.use_bf16(dev, bf16)
-    model.to(dev).eval()
+    # Inference needs no fp32 master weights: a bf16 copy of the model skips autocast's per-batch casts.
+    model.to(dev, dtype=torch.bfloat16 if use_bf16 else torch.float32).eval()
     n_labels = model.config.num_labels
     if max_length is None:
         max_length = _checkpoint_max_length(Path(model_dir), model)
@@ -65,8 +66,7 @@ def predict_probs(
         ids, mask = pad_ids([w.input_ids for w in rows], pad_id)
         ids, mask = ids.to(dev), mask.to(dev)
         where = flat_positions([w.positions for w in rows], ids.shape[1]).to(dev)
-        with runtime.autocast(dev, use_bf16):
-            logits = word_logits(model, embed(model, ids), mask, 0, where)
+        logits = word_logits(model, embed(model, ids), mask, 0, where)
         probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         start = 0
         for w in rows:
