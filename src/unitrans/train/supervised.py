@@ -41,6 +41,7 @@ from unitrans.model.windows import Window, make_windows
 from unitrans.train import resume
 from unitrans.train.batching import bucketed_batches, flat_positions, pad_ids, sorted_batches, steps_per_epoch
 from unitrans.train.config import TrainConfig
+from unitrans.train.flat_grads import FlatGrads
 from unitrans.train.targets import word_targets
 
 __all__ = ["TrainConfig", "WordLoss", "cross_entropy_loss", "train_tagger"]
@@ -151,6 +152,8 @@ def train_tagger(
     per_epoch = steps_per_epoch(len(windows), config.batch_size)
     total = per_epoch * config.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
+    grads = FlatGrads(trainable)
+    flat_ok = True
     # fused: one kernel per step instead of ~10 small ops per parameter (each a thread sync on a CPU)
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, fused=True)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total), total)
@@ -185,11 +188,18 @@ def train_tagger(
                     logits = word_logits(model, hidden, mask, k, where)
                 loss = loss_fn(logits.float(), target, soft_t)
                 loss.backward()
+            flat_ok = flat_ok and grads.check()
             if config.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                if flat_ok:
+                    grads.clip_(config.max_grad_norm)
+                else:
+                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            if flat_ok:
+                grads.zero()
+            else:
+                optimizer.zero_grad(set_to_none=True)
             tokens_done += int(mask.sum())
             value = float(loss.detach())
             loss_ema = value if loss_ema is None else 0.98 * loss_ema + 0.02 * value
