@@ -218,6 +218,7 @@ def train_tagger(
     metadata = {
         "labels": labels,
         "encoder": encoder_name,
+        "encoder_folder": str(source),
         "init": None if init is None else str(init),
         "config": config.to_dict(),
         "seed": config.seed,
