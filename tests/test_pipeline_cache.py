@@ -89,3 +89,26 @@ def test_resumable_stage_keeps_its_work_folder(tmp_path):
     rec = cache.run("train", {}, {}, resume, resumable=True)
     assert seen == [True] and (rec.folder / "state.txt").is_file()
     assert [p.name for p in (tmp_path / "train").iterdir()] == [rec.folder.name]
+
+
+def test_concurrent_runs_build_a_stage_once(tmp_path):
+    import threading
+
+    cache = StageCache(tmp_path)
+    calls: list[str] = []
+    started = threading.Event()
+
+    def slow(folder):
+        started.set()
+        calls.append("built")
+        threading.Event().wait(0.3)
+        (folder / "out.txt").write_text("x")
+        return {}
+
+    results = []
+    first = threading.Thread(target=lambda: results.append(cache.run("s", {}, {}, slow)))
+    first.start()
+    started.wait()
+    second = cache.run("s", {}, {}, slow)
+    first.join()
+    assert calls == ["built"] and second.cached and not results[0].cached

@@ -44,6 +44,8 @@ def test_parse_settings():
     got = parse_settings(["epochs=2", "eta=0.5", "variants=src,unitrans", "cache-dir=/tmp/c", "encoder=x"])
     assert got == {"epochs": 2, "eta": 0.5, "variants": ("src", "unitrans"), "cache_dir": Path("/tmp/c"),
                    "encoder": "x"}  # fmt: skip
+    assert parse_settings(["translate_layers=8,10"]) == {"translate_layers": (8, 10)}
+    assert parse_settings(["translate_layers=none"]) == {"translate_layers": None}
     with pytest.raises(UnitransError, match="NAME=VALUE"):
         parse_settings(["nonsense=1"])
     with pytest.raises(UnitransError, match="int"):

@@ -12,6 +12,7 @@ them; this is ~150 lines and only needs the standard library.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -106,6 +107,8 @@ class StageCache:
     ) -> StageRecord:
         """Return the finished stage's record, running `build(work_folder)` first when it is not cached.
 
+        Runs sharing one cache wait for each other per stage (a lock file), never build it twice.
+
         `build` writes its outputs into the folder it is given and returns metrics for the manifest. The
         work folder is renamed to the stage's folder when `build` returns. A `resumable` stage keeps its
         work folder when interrupted, so the next run's `build` can pick up from what it left there
@@ -115,16 +118,34 @@ class StageCache:
         final = self.folder(stage, key)
         found = self.manifest(stage, key)
         if found is not None:
-            return StageRecord(
-                stage,
-                label or stage,
-                key,
-                final,
-                True,
-                float(found.get("seconds", 0.0)),
-                dict(found.get("metrics") or {}),
-            )
+            return self._cached(stage, label, key, found)
         final.parent.mkdir(parents=True, exist_ok=True)
+        locks = self.root / ".locks"
+        locks.mkdir(exist_ok=True)
+        with open(locks / f"{stage}-{key[:24]}", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another run sharing the cache may be building this stage
+            found = self.manifest(stage, key)
+            if found is not None:
+                return self._cached(stage, label, key, found)
+            return self._build(stage, settings, inputs, build, key, label, seed, resumable)
+
+    def _cached(self, stage: str, label: str, key: str, manifest: Mapping[str, Any]) -> StageRecord:
+        seconds = float(manifest.get("seconds", 0.0))
+        metrics = dict(manifest.get("metrics") or {})
+        return StageRecord(stage, label or stage, key, self.folder(stage, key), True, seconds, metrics)
+
+    def _build(
+        self,
+        stage: str,
+        settings: Mapping[str, Any],
+        inputs: Mapping[str, str],
+        build: Callable[[Path], Mapping[str, Any] | None],
+        key: str,
+        label: str,
+        seed: int | None,
+        resumable: bool,
+    ) -> StageRecord:
+        final = self.folder(stage, key)
         tmp = self.partial_folder(stage, key)
         if tmp.exists() and not resumable:
             shutil.rmtree(tmp)

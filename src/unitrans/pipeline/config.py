@@ -51,6 +51,10 @@ class PipelineConfig:
     max_target_sentences: int = field(
         default=0, metadata=_help("Subsample the unlabelled target text to this many sentences (0 = all).")
     )
+    translate_layers: tuple[int, ...] | None = field(
+        default=None,
+        metadata=_help("Encoder layers tried for word vectors (None: the translate package's default set)."),
+    )
     out_dir: Path = field(default=Path("runs/unitrans"), metadata=_help("Run folder for reports."))
     cache_dir: Path | None = field(
         default=None, metadata=_help("Stage cache (default <out_dir>/cache); share it between runs.")
@@ -68,6 +72,8 @@ class PipelineConfig:
         object.__setattr__(self, "variants", check_variants(self.variants))
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.translate_layers is not None:
+            object.__setattr__(self, "translate_layers", tuple(int(x) for x in self.translate_layers))
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         for name in ("seeds", "ensemble", "epochs", "teach_epochs", "student_epochs", "batch_size"):
@@ -147,7 +153,10 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
             )
         kind = str(types[name])
         try:
-            if kind.startswith("tuple"):
+            if kind.startswith("tuple[int"):
+                values = raw.replace(",", " ").split()
+                out[name] = None if raw.strip().lower() in ("", "none") else tuple(int(v) for v in values)
+            elif kind.startswith("tuple"):
                 out[name] = tuple(v for v in raw.replace(",", " ").split() if v)
             elif kind == "int":
                 out[name] = int(raw)
