@@ -5,6 +5,7 @@ from unitrans.errors import UnitransError
 from unitrans.translate.alignment import (
     AlignConfig,
     align,
+    drop_borrowings,
     identical_seed,
     mean_cosine_criterion,
     mutual_csls_dictionary,
@@ -58,7 +59,8 @@ def test_refinement_recovers_the_full_dictionary():
     correct = sum(gold[i] == j for i, j in pairs)
     assert len(pairs) > 350 and correct == len(pairs)
     assert result.history[1][0] > result.history[0][0]  # refinement grew the dictionary beyond the seed
-    assert result.criterion == max(c for _, c in result.history)
+    assert result.criterion == max(rate for _, _, rate in result.history)
+    assert result.criterion > 0.85
 
 
 def test_criterion_prefers_the_right_map():
@@ -74,6 +76,15 @@ def test_select_and_align_picks_the_alignable_layer():
     scrambled = WordEmbeddings(tgt.words, noise)  # a "layer" with no relation to the source
     chosen, scores = select_and_align({4: src, 8: src}, {4: scrambled, 8: tgt}, AlignConfig(normalize=""))
     assert chosen.layer == 8 and scores[8] > scores[4]
+
+
+def test_borrowings_are_dropped_from_the_target():
+    src = WordEmbeddings(("the", "madrid", "x"), np.eye(3, dtype=np.float32), np.array([1000, 10, 10]))
+    tgt = WordEmbeddings(("de", "madrid", "the"), np.eye(3, dtype=np.float32), np.array([1000, 20, 2]))
+    assert drop_borrowings(src, tgt, 10.0).words == ("de", "madrid")  # 'the': 0.98 vs 0.002 of the text
+    assert drop_borrowings(src, tgt, 1000.0).words == tgt.words
+    no_counts = WordEmbeddings(tgt.words, tgt.vectors)
+    assert drop_borrowings(src, no_counts, 10.0).words == tgt.words
 
 
 def test_too_few_identical_words_is_a_user_error():

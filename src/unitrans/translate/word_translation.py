@@ -50,6 +50,10 @@ class TranslateConfig:
     refinement_rounds: int = field(default=3, metadata=_help("Procrustes refinements after the first."))
     dico_max_rank: int = field(default=10_000, metadata=_help("Refinement uses the N most frequent words."))
     csls_k: int = field(default=10, metadata=_help("Neighbourhood size K of CSLS."))
+    criterion: str = field(default="mutual", metadata=_help("Map/layer selection: mutual or mean_cosine."))
+    borrowing_ratio: float | None = field(
+        default=10.0, metadata=_help("Drop target words this many times more frequent in the source text.")
+    )
     copy_numbers: bool = field(default=True, metadata=_help("Copy tokens that are numbers."))
     copy_punctuation: bool = field(default=True, metadata=_help("Copy punctuation/symbol-only tokens."))
     keep_person_names: bool = field(default=True, metadata=_help("Copy tokens labelled PER (authors' code)."))
@@ -71,7 +75,14 @@ class TranslateConfig:
         self.vector_config()
 
     def align_config(self) -> AlignConfig:
-        return AlignConfig(self.normalize, self.refinement_rounds, self.dico_max_rank, self.csls_k)
+        return AlignConfig(
+            normalize=self.normalize,
+            refinement_rounds=self.refinement_rounds,
+            dico_max_rank=self.dico_max_rank,
+            csls_k=self.csls_k,
+            criterion=self.criterion,
+            borrowing_ratio=self.borrowing_ratio,
+        )
 
     def vector_config(self) -> TypeVectorConfig:
         return TypeVectorConfig(
@@ -213,6 +224,7 @@ def translate_corpus(
         "source_vocab": len(alignment.src),
         "target_vocab": len(alignment.tgt),
         "seed_pairs": alignment.seed_pairs,
+        "dropped_borrowings": alignment.dropped_borrowings,
         "layer": alignment.layer,
         "criterion": round(alignment.criterion, 5),
         "criterion_per_layer": {str(k): round(v, 5) for k, v in criteria.items()},
