@@ -20,6 +20,12 @@ MAX_OCC = typer.Option(30, "--max-occurrences", help="Occurrences averaged per w
 CASED = typer.Option(False, "--cased", help="Embed case-sensitive types instead of lowercased ones.")
 NORMALIZE = typer.Option("center,renorm", "--normalize", help="'', center, renorm or center,renorm.")
 ROUNDS = typer.Option(3, "--refinement-rounds", help="Procrustes refinements after the first solve.")
+CRITERION = typer.Option("mutual", "--criterion", help="Map/layer selection: mutual or mean_cosine.")
+BORROWING = typer.Option(
+    10.0,
+    "--borrowing-ratio",
+    help="Drop target words this many times more frequent in the source text (0: keep all).",
+)
 CACHE = typer.Option(None, "--cache-dir", help="Cache root (default: $UNITRANS_CACHE or ~/.cache/unitrans).")
 
 
@@ -32,6 +38,8 @@ def _config(
         layer_tuple = tuple(int(x) for x in layers.split(",")) if layers else None
     except ValueError:
         raise UnitransError(f"--layers expects comma-separated integers, got {layers!r}") from None
+    if policies.get("borrowing_ratio") == 0:
+        policies["borrowing_ratio"] = None
     return TranslateConfig(
         encoder=encoder,
         src_emb=None if src_emb is None else str(src_emb),
@@ -57,7 +65,12 @@ def translate(
     target_text: Path = typer.Option(..., "--target-text", help="Unlabelled target text (CoNLL or tokens)."),
     out: Path = typer.Option(..., "--out", help="Translated CoNLL file (labels copied)."),
     lexicon_out: Path | None = typer.Option(None, "--lexicon-out", help="Induced lexicon TSV."),
-    casing: str = typer.Option("source", "--casing", help="source, target or lexicon (see docs)."),
+    casing: str = typer.Option(
+        "source",
+        "--casing",
+        help="source: copy the source token's casing pattern; target: the word's usual casing in the "
+        "target text (German nouns), upper-cased where the source is; lexicon: as induced.",
+    ),
     keep_person_names: bool = typer.Option(
         True, "--keep-person-names/--translate-person-names", help="Copy PER tokens untranslated."
     ),
@@ -71,6 +84,8 @@ def translate(
     cased: bool = CASED,
     normalize: str = NORMALIZE,
     refinement_rounds: int = ROUNDS,
+    criterion: str = CRITERION,
+    borrowing_ratio: float = BORROWING,
     cache_dir: Path | None = CACHE,
 ) -> None:
     """Translate labelled source data word by word into the target language (D_trans)."""
@@ -88,6 +103,8 @@ def translate(
         cased,
         normalize,
         refinement_rounds,
+        criterion=criterion,
+        borrowing_ratio=borrowing_ratio,
         casing=casing,
         keep_person_names=keep_person_names,
         min_csls=min_csls,
@@ -118,6 +135,8 @@ def induce(
     cased: bool = CASED,
     normalize: str = NORMALIZE,
     refinement_rounds: int = ROUNDS,
+    criterion: str = CRITERION,
+    borrowing_ratio: float = BORROWING,
     cache_dir: Path | None = CACHE,
 ) -> None:
     """Translate every source word to its CSLS nearest target word."""
@@ -126,7 +145,17 @@ def induce(
     from unitrans.translate.word_translation import build_alignment
 
     config = _config(
-        encoder, src_emb, tgt_emb, max_vocab, layers, max_occurrences, cased, normalize, refinement_rounds
+        encoder,
+        src_emb,
+        tgt_emb,
+        max_vocab,
+        layers,
+        max_occurrences,
+        cased,
+        normalize,
+        refinement_rounds,
+        criterion=criterion,
+        borrowing_ratio=borrowing_ratio,
     )
     alignment, _ = build_alignment(
         read_unlabelled(source_text), read_unlabelled(target_text), config, cache_dir=cache_dir
@@ -156,6 +185,8 @@ def evaluate(
     cased: bool = CASED,
     normalize: str = NORMALIZE,
     refinement_rounds: int = ROUNDS,
+    criterion: str = CRITERION,
+    borrowing_ratio: float = BORROWING,
     cache_dir: Path | None = CACHE,
 ) -> None:
     """Precision@1/5/10 (NN and CSLS) against a dictionary, MUSE's protocol. For measurement only."""
@@ -164,7 +195,17 @@ def evaluate(
     from unitrans.translate.word_translation import build_alignment
 
     config = _config(
-        encoder, src_emb, tgt_emb, max_vocab, layers, max_occurrences, cased, normalize, refinement_rounds
+        encoder,
+        src_emb,
+        tgt_emb,
+        max_vocab,
+        layers,
+        max_occurrences,
+        cased,
+        normalize,
+        refinement_rounds,
+        criterion=criterion,
+        borrowing_ratio=borrowing_ratio,
     )
     gold = read_dictionary(dictionary, lowercase=config.lowercase)
     alignment, _ = build_alignment(
