@@ -134,7 +134,8 @@ def render_markdown(
 
 
 def plot_f1(path: Path, results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
-    """Grouped bar chart of F1 (%) per variant and target language, error bars = std over seeds."""
+    """Grouped bar chart of F1 (%) per variant and target language, error bars = std over seeds; black
+    ticks mark the paper's figures where we have them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,10 +146,17 @@ def plot_f1(path: Path, results: Mapping[str, Mapping[str, Mapping[str, Any]]]) 
     width = 0.8 / max(len(variants), 1)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(targets) * max(len(variants), 2) * 0.5 + 2), 4))
     x = np.arange(len(targets))
+    paper_labelled = False
     for i, v in enumerate(variants):
         f1 = [100 * results[t][v]["f1"] if v in results[t] else math.nan for t in targets]
         err = [100 * results[t][v]["f1_std"] if v in results[t] else 0.0 for t in targets]
-        ax.bar(x + (i - (len(variants) - 1) / 2) * width, f1, width, yerr=err, label=v, capsize=2)
+        pos = x + (i - (len(variants) - 1) / 2) * width
+        ax.bar(pos, f1, width, yerr=err, label=v, capsize=2)
+        paper = [PAPER_F1.get(v, {}).get(t, math.nan) for t in targets]
+        if not all(math.isnan(p) for p in paper):
+            ax.scatter(pos, paper, marker="_", s=200, color="black", zorder=3,
+                       label="paper (mBERT)" if not paper_labelled else None)  # fmt: skip
+            paper_labelled = True
     ax.set_xticks(x, targets)
     ax.set_ylabel("entity F1 (%)")
     ax.set_ylim(0, 100)
