@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_entities_spans_and_scores():
     assert found[0].score == pytest.approx(0.8) and found[1].score == pytest.approx(0.6)
 
 
-def test_tag_command_prints_json_lines(tiny_encoder_dir, tmp_path, capsys):
+def test_tag_command_prints_json_lines(tiny_encoder_dir, tmp_path, capsys, monkeypatch):
     train = [Sentence(("John", "visited", "Madrid", "."), ("B-PER", "O", "B-LOC", "O"))] * 8
     config = TrainConfig(encoder=str(tiny_encoder_dir), epochs=3, lr=5e-3, batch_size=4, freeze_layers=0,
                          max_length=32)  # fmt: skip
@@ -57,4 +58,7 @@ def test_tag_command_prints_json_lines(tiny_encoder_dir, tmp_path, capsys):
         assert set(row) == {"text", "type", "start", "end", "score"}
         assert content[row["start"] : row["end"]] == row["text"] and 0 < row["score"] <= 1
     assert {(r["text"], r["type"]) for r in rows} >= {("John", "PER"), ("Madrid", "LOC")}
+    monkeypatch.setattr("sys.stdin", io.StringIO(content))
+    assert main(["tag", "--model", str(model)]) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == rows
     assert main(["tag", "--model", str(tmp_path / "nothing")]) == 2
