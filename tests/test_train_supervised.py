@@ -46,6 +46,16 @@ def test_frozen_parameters_unchanged_trainable_ones_move(tiny_encoder_dir, tmp_p
     assert all(not torch.equal(after[f"bert.{n}"], before[n]) for n in top)
 
 
+def test_frozen_dropout_trains_without_the_cache_and_keeps_layers_frozen(tiny_encoder_dir, tmp_path):
+    cfg = config(tiny_encoder_dir, epochs=1, frozen_dropout=True)
+    out = weights(train_tagger(TRAIN, tmp_path / "d", cfg, progress=False))
+    plain = weights(train_tagger(TRAIN, tmp_path / "p", config(tiny_encoder_dir, epochs=1), progress=False))
+    before = load_file(str(tiny_encoder_dir / "model.safetensors"))
+    name = "encoder.layer.0.output.dense.weight"
+    assert torch.equal(out[f"bert.{name}"], before[name])
+    assert not torch.equal(out["classifier.weight"], plain["classifier.weight"])
+
+
 def test_same_seed_same_weights_other_seed_differs(tiny_encoder_dir, tmp_path):
     a = weights(train_tagger(TRAIN, tmp_path / "a", config(tiny_encoder_dir, seed=3), progress=False))
     b = weights(train_tagger(TRAIN, tmp_path / "b", config(tiny_encoder_dir, seed=3), progress=False))

@@ -112,12 +112,17 @@ def _mask(model: PreTrainedModel, hidden: torch.Tensor, attention_mask: torch.Te
 
 @torch.no_grad()
 def frozen_states(
-    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, k: int
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    k: int,
+    *,
+    dropout: bool = False,
 ) -> torch.Tensor:
-    """Output of the embeddings + bottom k layers, computed without dropout (they are frozen)."""
+    """Output of the embeddings + bottom k layers; without dropout (cacheable) unless `dropout`."""
     embeddings, layers = _parts(model)
     was_training = model.training
-    model.eval()
+    model.train(dropout)
     try:
         hidden = embeddings(input_ids=input_ids)
         mask = _mask(model, hidden, attention_mask)

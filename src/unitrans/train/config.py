@@ -40,6 +40,12 @@ class TrainConfig:
         default=True,
         metadata={"help": "Compute the frozen bottom layers once per window instead of at every step."},
     )
+    frozen_dropout: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep dropout active in the frozen layers (as the HF recipe does); disables their cache."
+        },
+    )
     save_every: int = field(
         default=200, metadata={"help": "Optimizer steps between resume states (also saved each epoch)."}
     )

@@ -7,7 +7,8 @@ gone from every step); length-bucketed batches with dynamic padding; bf16 autoca
 weights where the hardware has native bf16; the head applied to first subwords only.
 
 Differences from the Hugging Face Trainer recipe, on purpose: the frozen layers run without dropout
-(that is what makes them cacheable), and no word is truncated away (long sentences become windows).
+(that is what makes them cacheable; `frozen_dropout=True` restores it and gives up the cache), and no
+word is truncated away (long sentences become windows).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from unitrans.data.schemes import CONLL_LABELS
 from unitrans.errors import UnitransError
 from unitrans.model import runtime
 from unitrans.model.tagger import (
-    embed,
     freeze_bottom,
     frozen_states,
     is_checkpoint,
@@ -146,7 +146,8 @@ def train_tagger(
     windows = make_windows(tokenizer, train, config.max_length)
     hard_w = [torch.from_numpy(hard[w.sentence][w.word_ids]) for w in windows]
     soft_w = None if soft is None else [torch.from_numpy(soft[w.sentence][w.word_ids]) for w in windows]
-    cache = _cache_frozen(model, windows, k, pad_id, device, bf16, progress) if config.cache_frozen else None
+    cacheable = config.cache_frozen and not config.frozen_dropout
+    cache = _cache_frozen(model, windows, k, pad_id, device, bf16, progress) if cacheable else None
     prep_seconds = time.perf_counter() - t0
 
     per_epoch = steps_per_epoch(len(windows), config.batch_size)
@@ -183,8 +184,7 @@ def train_tagger(
                     if cache is not None:
                         hidden = torch.nn.utils.rnn.pad_sequence([cache[j] for j in batch], batch_first=True)
                     else:
-                        hidden = frozen_states(model, ids.to(device), mask, k) if k else None
-                        hidden = embed(model, ids.to(device)) if hidden is None else hidden
+                        hidden = frozen_states(model, ids.to(device), mask, k, dropout=config.frozen_dropout)
                     logits = word_logits(model, hidden, mask, k, where)
                 loss = loss_fn(logits.float(), target, soft_t)
                 loss.backward()
