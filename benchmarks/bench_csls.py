@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100_000, help="Source and target vocabulary size.")
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
-    parser.add_argument("--block-size", type=int, default=2048)
+    parser.add_argument("--block-size", type=int, default=4096)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     src = rng.standard_normal((args.n, args.dim), dtype=np.float32)

@@ -16,10 +16,8 @@ the candidates can beat them; rows where it fails are recomputed against every t
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,14 +40,11 @@ class CslsNeighbours:
     recomputed_rows: int  # rows whose candidate list could not be proven exact and were redone
 
 
-@functools.cache
 def fast_dtype() -> torch.dtype:
     """bfloat16 where the CPU multiplies it natively (3-7x faster here), else float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return torch.float32
-    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else torch.float32
+    from unitrans.model.runtime import use_bf16
+
+    return torch.bfloat16 if use_bf16(torch.device("cpu"), None) else torch.float32
 
 
 def unit_rows(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -109,7 +104,7 @@ def csls_neighbours(
     topn: int = 1,
     queries: int | None = None,
     candidates: int = 64,
-    block_size: int = 2048,
+    block_size: int = 4096,
     dtype: torch.dtype | None = None,
     dense_max_cells: int = 1 << 22,
     progress: bool = False,
