@@ -46,6 +46,15 @@ def _subwords(tokenizer, sentences, truncate: bool) -> int:
     return sum(len(ids) for ids in enc["input_ids"])
 
 
+def _es_f1(gold, probs) -> float:
+    from unitrans.data import CONLL_LABELS
+    from unitrans.eval.metrics import entity_scores
+    from unitrans.model.viterbi import decode_tags
+
+    tags = decode_tags(probs, list(CONLL_LABELS))
+    return round(100 * entity_scores([s.tags for s in gold], tags, mode="conlleval").overall.f1, 2)
+
+
 def part_a(args: argparse.Namespace) -> dict:
     import torch
 
@@ -110,7 +119,7 @@ def part_b_unitrans(args: argparse.Namespace) -> dict:
     test = read_conll(args.data / "es" / "test.txt")
     tok = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder))
     config = TrainConfig(encoder=args.encoder, epochs=1, seed=args.seed, bf16=False if args.no_bf16 else None)
-    out_dir = args.work / "slice-unitrans"
+    out_dir = args.work / ("slice-unitrans-fp32" if args.no_bf16 else "slice-unitrans")
     if out_dir.exists():
         import shutil
 
@@ -125,7 +134,8 @@ def part_b_unitrans(args: argparse.Namespace) -> dict:
     probs = predict_probs(model, test, progress=not args.quiet, bf16=False if args.no_bf16 else None)
     predict_s = time.perf_counter() - t
     return {
-        "side": "unitrans",
+        "side": "unitrans-fp32" if args.no_bf16 else "unitrans",
+        "es_test_f1": _es_f1(test, probs),
         "train_seconds": round(train_s, 2),
         "train_wall_seconds": round(wall, 2),
         "train_real_tokens": real,
@@ -210,8 +220,18 @@ def part_b_hf(args: argparse.Namespace) -> dict:
     out = trainer.predict(test_ds)
     predict_s = time.perf_counter() - t
     predicted_words = int((np.asarray(out.label_ids) != -100).sum())
+    logits, gold_ids = np.asarray(out.predictions, dtype=np.float32), np.asarray(out.label_ids)
+    probs = []
+    for k, s in enumerate(test):  # first-subword logits in word order; truncated words get "O"
+        first = logits[k][gold_ids[k] != -100]
+        p = np.zeros((len(s), len(labels)), dtype=np.float32)
+        p[:, label_id["O"]] = 1.0
+        e = np.exp(first - first.max(axis=1, keepdims=True))
+        p[: len(first)] = e / e.sum(axis=1, keepdims=True)
+        probs.append(p)
     return {
         "side": "hf_trainer",
+        "es_test_f1": _es_f1(test, probs),
         "train_seconds": round(train_s, 2),
         "train_real_tokens": real,
         "train_tokens_per_second": round(real / train_s, 1),
@@ -226,20 +246,23 @@ def part_b_hf(args: argparse.Namespace) -> dict:
 
 def part_b(args: argparse.Namespace) -> dict:
     sides = {}
-    for side in ("b-hf", "b-unitrans"):
-        out = args.work / f"{side}.json"
+    for side, fp32 in (("b-hf", False), ("b-unitrans", False), ("b-unitrans", True)):
+        out = args.work / f"{side}{'-fp32' if fp32 else ''}.json"
         cmd = [sys.executable, __file__, "--part", side, "--out", str(out), "--data", str(args.data),
                "--work", str(args.work), "--slice", str(args.slice), "--encoder", args.encoder,
                "--seed", str(args.seed)]  # fmt: skip
-        cmd += (["--no-bf16"] if args.no_bf16 else []) + (["--quiet"] if args.quiet else [])
+        cmd += (["--no-bf16"] if args.no_bf16 or fp32 else []) + (["--quiet"] if args.quiet else [])
         subprocess.run(cmd, check=True)
-        sides[side] = json.loads(out.read_text())["part_" + side.replace("-", "_")]
+        sides[side + ("-fp32" if fp32 else "")] = json.loads(out.read_text())[
+            "part_" + side.replace("-", "_")
+        ]
     hf, ut = sides["b-hf"], sides["b-unitrans"]
     result = {
         "part": "b",
         "slice_sentences": args.slice,
         "hf_trainer": hf,
         "unitrans": ut,
+        "unitrans_fp32": sides["b-unitrans-fp32"],
         "train_throughput_ratio": round(ut["train_tokens_per_second"] / hf["train_tokens_per_second"], 2),
         "predict_speed_ratio_words": round(
             ut["predict_words_per_second"] / hf["predict_words_per_second"], 2
@@ -249,6 +272,11 @@ def part_b(args: argparse.Namespace) -> dict:
     for key, label in (("train_tokens_per_second", "train real tokens/s"),
                        ("predict_words_per_second", "predict words/s (es test)")):  # fmt: skip
         print(f"{label:28}{hf[key]:>14,.0f}{ut[key]:>14,.0f}{ut[key] / hf[key]:>8.2f}")
+    fp = sides["b-unitrans-fp32"]
+    print(
+        f"es test F1: HF {hf['es_test_f1']}, unitrans bf16 {ut['es_test_f1']}, "
+        f"unitrans fp32 {fp['es_test_f1']}"
+    )
     return result
 
 
