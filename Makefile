@@ -27,5 +27,9 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
+# The main job: UniTrans on Spanish with the quick preset (cached in runs/quick; rerun to see the cache).
+quick: $(STAMP)
+	$(BIN)/unitrans run --target es --preset quick --out runs/quick
+
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

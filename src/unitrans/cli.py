@@ -8,7 +8,12 @@ with exit code 2.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+
+# Before torch loads libgomp: its default busy-waiting threads cut training throughput ~4x when another
+# process shares the cores (measured 634 -> 140 tokens/s); passive waiting costs nothing when alone.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
