@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-_CHUNK = 128  # columns per chunk in the chunk-max top-k
-_ROW_GROUP = 16  # rows per group for the column top-k
+_CHUNK = 64  # columns per chunk in the chunk-max top-k
+_ROW_GROUP = 4  # rows per group for the column top-k
 _BF16_MARGIN = 0.02  # covers bfloat16 rounding of cosines in the exactness bound
 
 
@@ -103,7 +103,7 @@ def csls_neighbours(
     k: int = 10,
     topn: int = 1,
     queries: int | None = None,
-    candidates: int = 64,
+    candidates: int = 32,
     block_size: int = 4096,
     dtype: torch.dtype | None = None,
     dense_max_cells: int = 1 << 22,
@@ -159,8 +159,8 @@ def csls_neighbours(
     margin = 0.0 if dtype == torch.float32 else _BF16_MARGIN
     bound = 2 * (cand_cos[:, -1] + margin) - r_tgt.min()
     unproven = torch.nonzero(best_score[:, -1] < bound).flatten() if n_cand < m else torch.empty(0)
-    for start in range(0, len(unproven), block_size):
-        rows = unproven[start : start + block_size]
+    for start in range(0, len(unproven), 1024):  # float32 rows: 1024 x 100k is 400 MB
+        rows = unproven[start : start + 1024]
         full = 2 * (s[rows] @ t.T) - r_tgt
         top = full.topk(topn, dim=1)
         best_score[rows], best_idx[rows] = top.values, top.indices
