@@ -58,3 +58,18 @@ def peak_memory_mib() -> float:
     """Peak resident memory of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Hide transformers warnings that are expected here and would only alarm users: the "LOAD REPORT"
+    for a head that is new by design (classifier MISSING, pooler UNEXPECTED) and "Token indices sequence
+    length is longer than 512" (long sentences are windowed after tokenization). Restores the level."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)

@@ -27,6 +27,7 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer, PreTrai
 from transformers.masking_utils import create_bidirectional_mask
 
 from unitrans.errors import UnitransError
+from unitrans.model.runtime import quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +64,15 @@ def load_tagger(
     else:
         if labels is None:
             raise ValueError("labels are needed to put a new head on an encoder")
-        model = AutoModelForTokenClassification.from_pretrained(
-            source,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={lab: i for i, lab in enumerate(labels)},
-            classifier_dropout=dropout,
-            attn_implementation="sdpa",
-        )
+        with quiet_transformers():  # the new head is reported MISSING, the unused pooler UNEXPECTED
+            model = AutoModelForTokenClassification.from_pretrained(
+                source,
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id={lab: i for i, lab in enumerate(labels)},
+                classifier_dropout=dropout,
+                attn_implementation="sdpa",
+            )
     tokenizer = AutoTokenizer.from_pretrained(source)
     if not getattr(tokenizer, "is_fast", False):
         raise UnitransError(f"{source}: a fast tokenizer is needed to align subwords with words")

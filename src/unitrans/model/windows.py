@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from unitrans.data import Sentence
+from unitrans.model.runtime import quiet_transformers
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +64,14 @@ def word_pieces(tokenizer, sentences: Sequence[Sentence], unk: int) -> list[list
     """Subword ids of every word of every sentence, tokenized as the HF recipe does (split into words)."""
     if not sentences:
         return []
-    enc = tokenizer(
-        [list(s.words) for s in sentences],
-        is_split_into_words=True,
-        add_special_tokens=False,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )
+    with quiet_transformers():  # long sentences are windowed below, not truncated
+        enc = tokenizer(
+            [list(s.words) for s in sentences],
+            is_split_into_words=True,
+            add_special_tokens=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
     out: list[list[list[int]]] = []
     for k, sentence in enumerate(sentences):
         pieces: list[list[int]] = [[] for _ in sentence.words]

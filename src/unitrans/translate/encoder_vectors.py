@@ -153,13 +153,14 @@ def _extract(
 ) -> dict[int, WordEmbeddings]:
     from transformers import AutoModel, AutoTokenizer
 
-    from unitrans.model.runtime import autocast, use_bf16
+    from unitrans.model.runtime import autocast, quiet_transformers, use_bf16
 
     vocab, counts = frequency_vocab(sentences, config.lowercase, config.max_vocab)
     index = {w: i for i, w in enumerate(vocab)}
     plan = _wanted_positions(sentences, index, config)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).eval()
+    with quiet_transformers():  # a checkpoint's classifier head is reported UNEXPECTED here
+        model = AutoModel.from_pretrained(folder).eval()
     device = torch.device("cpu")
     bf16 = use_bf16(device, config.bf16)
     encoded = tokenizer(
