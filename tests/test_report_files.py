@@ -18,7 +18,7 @@ def test_summarize_mean_and_sample_std():
     assert s["f1"] == pytest.approx(0.6)
     assert s["precision"] == pytest.approx(0.5) and s["recall"] == pytest.approx(0.7)
     assert s["f1_std"] == pytest.approx(0.1414213562)
-    assert summarize([_run(0.5, 0.4, 0.6)])["f1_std"] == 0.0
+    assert summarize([_run(0.5, 0.4, 0.6)])["f1_std"] is None  # one seed: no spread to report
     assert len(s["per_seed"]) == 2
 
 

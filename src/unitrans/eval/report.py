@@ -27,14 +27,15 @@ MEASURES = ("f1", "precision", "recall")
 
 
 def summarize(per_seed: Sequence[Mapping[str, float]]) -> dict[str, Any]:
-    """Mean over seeds of F1/P/R, and the sample standard deviation of F1 (0 for one seed)."""
+    """Mean over seeds of F1/P/R, and the sample standard deviation of F1 (None for one seed: a single
+    run says nothing about the spread, and 0.0 would claim it does)."""
     if not per_seed:
         raise ValueError("no runs to summarize")
     out: dict[str, Any] = {}
     for m in MEASURES:
         out[m] = float(np.mean([r[m] for r in per_seed]))
     f1s = [r["f1"] for r in per_seed]
-    out["f1_std"] = float(np.std(f1s, ddof=1)) if len(f1s) > 1 else 0.0
+    out["f1_std"] = float(np.std(f1s, ddof=1)) if len(f1s) > 1 else None
     out["per_seed"] = [dict(r) for r in per_seed]
     return out
 
@@ -149,7 +150,7 @@ def plot_f1(path: Path, results: Mapping[str, Mapping[str, Mapping[str, Any]]]) 
     paper_labelled = False
     for i, v in enumerate(variants):
         f1 = [100 * results[t][v]["f1"] if v in results[t] else math.nan for t in targets]
-        err = [100 * results[t][v]["f1_std"] if v in results[t] else 0.0 for t in targets]
+        err = [100 * (results[t][v]["f1_std"] or 0.0) if v in results[t] else 0.0 for t in targets]
         pos = x + (i - (len(variants) - 1) / 2) * width
         ax.bar(pos, f1, width, yerr=err, label=v, capsize=2)
         paper = [PAPER_F1.get(v, {}).get(t, math.nan) for t in targets]
