@@ -60,7 +60,8 @@ def part_a(args: argparse.Namespace) -> dict:
 
     from unitrans.data import read_conll
     from unitrans.eval.metrics import entity_scores
-    from unitrans.model.predict import model_labels, predict_probs
+    from unitrans.model.predict import model_labels, predict_loaded
+    from unitrans.model.tagger import load_tagger
     from unitrans.model.viterbi import decode_tags
     from unitrans.train.supervised import TrainConfig, train_tagger
 
@@ -68,8 +69,15 @@ def part_a(args: argparse.Namespace) -> dict:
     train = read_conll(args.data / "en" / "train.txt")
     if args.limit:
         train = train[: args.limit]
-    config = TrainConfig(encoder=args.encoder, epochs=args.epochs, seed=args.seed, bf16=bf16)
-    out_dir = args.work / ("src-fp32" if args.no_bf16 else "src")
+    config = TrainConfig(
+        encoder=args.encoder,
+        epochs=args.epochs,
+        seed=args.seed,
+        bf16=bf16,
+        frozen_dropout=args.frozen_dropout,
+    )
+    name = "src" + ("-fp32" if args.no_bf16 else "") + ("-frozen-dropout" if args.frozen_dropout else "")
+    out_dir = args.work / name
     t0 = time.perf_counter()
     model = train_tagger(train, out_dir, config, progress=not args.quiet)
     wall = time.perf_counter() - t0
@@ -77,6 +85,7 @@ def part_a(args: argparse.Namespace) -> dict:
     result: dict = {
         "part": "a",
         "bf16": meta["bf16"],
+        "frozen_dropout": args.frozen_dropout,
         "encoder": args.encoder,
         "train_sentences": len(train),
         "train_wall_seconds_this_call": round(wall, 1),
@@ -85,10 +94,13 @@ def part_a(args: argparse.Namespace) -> dict:
         "test": {},
     }
     labels = model_labels(model)
+    tagger, tokenizer = load_tagger(model)  # loaded once; prediction times exclude it, as in part b
     for lang in args.langs:
         gold = read_conll(args.data / lang / "test.txt")
         t = time.perf_counter()
-        probs = predict_probs(model, gold, bf16=bf16, progress=not args.quiet)
+        probs = predict_loaded(
+            tagger, tokenizer, gold, max_length=config.max_length, bf16=bf16, progress=not args.quiet
+        )
         predict_s = time.perf_counter() - t
         tags = decode_tags(probs, labels)
         scores = entity_scores([s.tags for s in gold], tags, mode="conlleval")
@@ -307,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="Part a: use only the first N train sentences.")
     parser.add_argument("--langs", nargs="+", default=list(LANGS))
     parser.add_argument("--no-bf16", action="store_true")
+    parser.add_argument(
+        "--frozen-dropout",
+        action="store_true",
+        help="Part a: dropout inside the frozen layers too, as the HF recipe has (no frozen-layer cache).",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
