@@ -26,9 +26,9 @@ import numpy as np
 from unitrans.data import read_conll
 from unitrans.data.schemes import CONLL_LABELS
 from unitrans.eval.metrics import entity_scores
+from unitrans.model.predict import load_probs
 from unitrans.model.viterbi import decode_tags
-
-NO_HARD_LABEL = -100
+from unitrans.train.distill import NO_HARD_LABEL
 
 
 def manifests(cache: Path) -> dict[str, dict]:
@@ -39,12 +39,6 @@ def manifests(cache: Path) -> dict[str, dict]:
         m["folder"] = path.parent
         out[m.get("label", "")] = m
     return out
-
-
-def read_probs(folder: Path) -> list[np.ndarray]:
-    with np.load(folder / "probs.npz") as data:
-        matrix, offsets = data["probs"].astype(np.float32), data["offsets"]
-    return [matrix[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
 
 
 def read_votes(folder: Path) -> list[np.ndarray]:
@@ -65,7 +59,7 @@ def diagnose(cache: Path, data_dir: Path, lang: str, seed: int, *, student: bool
         m = found.get(f"{lang}: {kind} (seed {seed}) on D_T")
         if m is None:
             continue
-        probs = read_probs(m["folder"])
+        probs, _ = load_probs(m["folder"] / "probs.npz")
         words = sum(len(p) for p in probs)
         if words != gold_ids.size:
             raise SystemExit(f"{kind}: D_T has {words} words, the gold train file {gold_ids.size}")
