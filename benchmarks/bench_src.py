@@ -125,7 +125,7 @@ def part_b_unitrans(args: argparse.Namespace) -> dict:
     from unitrans.data import read_conll
     from unitrans.model.encoders import resolve_encoder
     from unitrans.model.predict import predict_loaded
-    from unitrans.model.tagger import load_tagger, read_metadata
+    from unitrans.model.tagger import load_tagger
     from unitrans.train.supervised import TrainConfig, train_tagger
 
     train = read_conll(args.data / "en" / "train.txt")[: args.slice]
@@ -146,13 +146,12 @@ def part_b_unitrans(args: argparse.Namespace) -> dict:
     # Timed like the HF side: the model is already in memory (the checkpoint load is not counted), but our
     # tokenization and windowing are (HF's test set is encoded before its clock starts).
     tagger, tagger_tok = load_tagger(model)
-    max_length = read_metadata(model)["config"]["max_length"]
     t = time.perf_counter()
     probs = predict_loaded(
         tagger,
         tagger_tok,
         test,
-        max_length=max_length,
+        max_length=config.max_length,
         progress=not args.quiet,
         bf16=False if args.no_bf16 else None,
     )
