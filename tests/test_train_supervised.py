@@ -138,3 +138,24 @@ def test_bad_targets_are_user_errors(tiny_encoder_dir, tmp_path):
         train_tagger([Sentence(("a",), ("B-FOO",))], tmp_path / "x", cfg, progress=False)
     with pytest.raises(UnitransError, match="invalid training config"):
         TrainConfig(epochs=0)
+
+
+def test_word_loss_weighting_rescales_batches_by_their_word_count(tiny_encoder_dir, tmp_path):
+    def train(sentences, name, weighting):
+        cfg = config(tiny_encoder_dir, epochs=1, loss_weighting=weighting)
+        return weights(train_tagger(sentences, tmp_path / name, cfg, progress=False))
+
+    # Every batch holds the same number of words: the scale is exactly 1, so nothing changes.
+    even = [TRAIN[0], TRAIN[2]] * 8
+    a, b = train(even, "even-batch", "batch"), train(even, "even-word", "word")
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    # Batches of 3-word and 7-word sentences: a per-batch mean weighs their words differently.
+    c, d = train(TRAIN, "mixed-batch", "batch"), train(TRAIN, "mixed-word", "word")
+    assert not torch.equal(c["classifier.weight"], d["classifier.weight"])
+
+
+def test_loss_weighting_enters_the_key_only_when_changed():
+    assert "loss_weighting" not in TrainConfig().results_key()
+    assert TrainConfig(loss_weighting="word").results_key()["loss_weighting"] == "word"
+    with pytest.raises(UnitransError, match="loss_weighting must be one of"):
+        TrainConfig(loss_weighting="sentence")

@@ -31,6 +31,9 @@ def train(
     bf16: bool | None = typer.Option(
         None, "--bf16/--no-bf16", help="Force bf16 autocast on/off (default auto)."
     ),
+    loss_weighting: str = typer.Option(
+        _DEFAULTS.loss_weighting, "--loss-weighting", help=_help("loss_weighting")
+    ),
     device: str | None = typer.Option(None, "--device", help=_help("device")),
     init: Path | None = typer.Option(
         None,
@@ -52,6 +55,7 @@ def train(
         max_length=max_length,
         bf16=bf16,
         device=device,
+        loss_weighting=loss_weighting,
     )
     sentences = read_conll(train_file)
     folder = train_tagger(sentences, out, config, init=init)

@@ -7,6 +7,12 @@ from typing import Any
 
 from unitrans.errors import UnitransError
 
+LOSS_WEIGHTINGS = ("batch", "word")
+
+# Fields added after caches existed enter `results_key` only when they differ from these defaults, so a
+# model trained before the field existed keeps its key (its weights are what the default gives).
+_KEY_ONLY_IF_CHANGED = {"loss_weighting": "batch"}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -46,6 +52,13 @@ class TrainConfig:
             "help": "Keep dropout active in the frozen layers (as the HF recipe does); disables their cache."
         },
     )
+    loss_weighting: str = field(
+        default="batch",
+        metadata={
+            "help": "batch: each batch's loss is the mean over its words (the HF recipe); word: every word "
+            "weighs the same across length-bucketed batches (loss scaled by words in batch / mean)."
+        },
+    )
     save_every: int = field(
         default=200, metadata={"help": "Optimizer steps between resume states (also saved each epoch)."}
     )
@@ -62,6 +75,7 @@ class TrainConfig:
             (self.max_length >= 8, "max_length must be >= 8"),
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (self.save_every >= 1, "save_every must be >= 1"),
+            (self.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {LOSS_WEIGHTINGS}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -75,4 +89,7 @@ class TrainConfig:
         d = self.to_dict()
         for name in ("device", "save_every", "cache_frozen"):
             d.pop(name)
+        for name, default in _KEY_ONLY_IF_CHANGED.items():
+            if d[name] == default:
+                d.pop(name)
         return d

@@ -151,6 +151,10 @@ def train_tagger(
     prep_seconds = time.perf_counter() - t0
 
     per_epoch = steps_per_epoch(len(windows), config.batch_size)
+    # Length-bucketed batches hold very different numbers of words (32 headlines vs 32 long sentences),
+    # so a per-batch mean gives a word in a short batch many times the weight of one in a long batch;
+    # "word" weighting rescales each batch's mean by its share of words, as random batches would have it.
+    mean_words = sum(len(w.positions) for w in windows) / per_epoch
     total = per_epoch * config.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
     grads = FlatGrads(trainable)
@@ -187,6 +191,8 @@ def train_tagger(
                         hidden = frozen_states(model, ids.to(device), mask, k, dropout=config.frozen_dropout)
                     logits = word_logits(model, hidden, mask, k, where)
                 loss = loss_fn(logits.float(), target, soft_t)
+                if config.loss_weighting == "word":
+                    loss = loss * (logits.shape[0] / mean_words)
                 loss.backward()
             flat_ok = flat_ok and grads.check()
             if config.max_grad_norm > 0:

@@ -1,0 +1,238 @@
+"""Θsrc across seeds: unitrans's trainer vs the Hugging Face token-classification recipe.
+
+One seed of a zero-shot cross-lingual score moves by a point or more from seed to seed, so comparing two
+recipes on one seed each says little. This script trains Θsrc on the full English train set (paper
+settings) with each recipe and each seed, and reports English dev F1 (the only score that may steer a
+choice), English test F1 and the target test F1s (conlleval mode, after constrained Viterbi), with mean and
+sample standard deviation per recipe.
+
+Recipes:
+- `unitrans`: `train_tagger` with its defaults (bf16 autocast where native, frozen-layer cache,
+  length-bucketed batches, windows instead of truncation).
+- `unitrans-fp32`: the same in fp32.
+- `unitrans-frozen-dropout`: dropout inside the frozen layers too, as the HF recipe has (so no frozen-layer
+  cache).
+- `unitrans-word`: `loss_weighting="word"`: each length-bucketed batch's mean loss is scaled by its share
+  of the words, so every word weighs the same, as with the HF recipe's random batches.
+- `hf`: `AutoModelForTokenClassification` + `Trainer` + `DataCollatorForTokenClassification`, fp32, the
+  same hyper-parameters and frozen layers, 128-subword truncation (truncated words are tagged "O").
+
+Runs on whatever device torch finds (a GPU when there is one). Results are rewritten to --out after every
+run, so an interrupted call keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+EVAL_SETS = ("en/dev", "en/test")
+RECIPES = ("unitrans", "unitrans-fp32", "unitrans-frozen-dropout", "unitrans-word", "hf")
+
+
+def _f1(gold, probs, labels) -> float:
+    from unitrans.eval.metrics import entity_scores
+    from unitrans.model.viterbi import decode_tags
+
+    tags = decode_tags(probs, labels)
+    return round(100 * entity_scores([s.tags for s in gold], tags, mode="conlleval").overall.f1, 2)
+
+
+def run_unitrans(args, train, evals, seed: int, recipe: str) -> dict:
+    from unitrans.model.predict import model_labels, predict_loaded
+    from unitrans.model.tagger import load_tagger
+    from unitrans.train.supervised import TrainConfig, train_tagger
+
+    fp32 = recipe == "unitrans-fp32"
+    config = TrainConfig(encoder=args.encoder, epochs=args.epochs, seed=seed, bf16=False if fp32 else None,
+                         frozen_dropout=recipe == "unitrans-frozen-dropout",
+                         loss_weighting="word" if recipe == "unitrans-word" else "batch")  # fmt: skip
+    t0 = time.perf_counter()
+    folder = train_tagger(train, args.work / f"{recipe}-s{seed}", config,
+                          progress=not args.quiet)  # fmt: skip
+    train_s = time.perf_counter() - t0
+    labels = model_labels(folder)
+    tagger, tokenizer = load_tagger(folder)
+    f1 = {}
+    for name, gold in evals.items():
+        probs = predict_loaded(tagger, tokenizer, gold, max_length=config.max_length,
+                               bf16=False if fp32 else None, progress=False)  # fmt: skip
+        f1[name] = _f1(gold, probs, labels)
+    return {"train_seconds": round(train_s, 1), "f1": f1}
+
+
+def run_hf(args, train, evals, seed: int) -> dict:
+    import torch
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from unitrans.data import CONLL_LABELS
+    from unitrans.model.encoders import resolve_encoder
+
+    folder = resolve_encoder(args.encoder)
+    labels = list(CONLL_LABELS)
+    label_id = {lab: i for i, lab in enumerate(labels)}
+    tok = AutoTokenizer.from_pretrained(folder)
+
+    def encode(sentences):
+        enc = tok([list(s.words) for s in sentences], is_split_into_words=True, truncation=True,
+                  max_length=128)  # fmt: skip
+        rows = []
+        for k, s in enumerate(sentences):
+            previous, ids = None, []
+            for w in enc.word_ids(k):
+                ids.append(-100 if w is None or w == previous else label_id[s.tags[w]])
+                previous = w
+            rows.append({"input_ids": enc["input_ids"][k], "attention_mask": enc["attention_mask"][k],
+                         "labels": ids})  # fmt: skip
+        return rows
+
+    torch.manual_seed(seed)
+    model = AutoModelForTokenClassification.from_pretrained(
+        folder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_id
+    )
+    for module in (model.base_model.embeddings, *model.base_model.encoder.layer[:3]):
+        for p in module.parameters():
+            p.requires_grad_(False)
+    steps = math.ceil(len(train) / 32) * args.epochs
+    targs = TrainingArguments(
+        output_dir=str(args.work / f"hf-s{seed}"),
+        per_device_train_batch_size=32,
+        per_device_eval_batch_size=32,
+        learning_rate=5e-5,
+        weight_decay=0.01,
+        warmup_steps=math.ceil(0.1 * steps),
+        lr_scheduler_type="linear",
+        max_grad_norm=1.0,
+        num_train_epochs=args.epochs,
+        seed=seed,
+        save_strategy="no",
+        report_to=[],
+        logging_strategy="no",
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=args.quiet,
+    )
+    trainer = Trainer(model=model, args=targs, train_dataset=encode(train),
+                      data_collator=DataCollatorForTokenClassification(tok))  # fmt: skip
+    t0 = time.perf_counter()
+    trainer.train()
+    train_s = time.perf_counter() - t0
+    f1 = {}
+    for name, gold in evals.items():
+        out = trainer.predict(encode(gold))
+        logits, gold_ids = np.asarray(out.predictions, dtype=np.float32), np.asarray(out.label_ids)
+        probs = []
+        for k, s in enumerate(gold):  # first-subword logits in word order; truncated words get "O"
+            first = logits[k][gold_ids[k] != -100]
+            p = np.zeros((len(s), len(labels)), dtype=np.float32)
+            p[:, label_id["O"]] = 1.0
+            e = np.exp(first - first.max(axis=1, keepdims=True))
+            p[: len(first)] = e / e.sum(axis=1, keepdims=True)
+            probs.append(p)
+        f1[name] = _f1(gold, probs, labels)
+    del trainer, model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {"train_seconds": round(train_s, 1), "f1": f1}
+
+
+def summarize(runs: list[dict]) -> dict:
+    out: dict = {}
+    for recipe in dict.fromkeys(r["recipe"] for r in runs):
+        mine = [r for r in runs if r["recipe"] == recipe]
+        out[recipe] = {"seeds": [r["seed"] for r in mine]}
+        for name in mine[0]["f1"]:
+            values = [r["f1"][name] for r in mine]
+            std = round(statistics.stdev(values), 2) if len(values) > 1 else None
+            out[recipe][name] = {"mean": round(statistics.fmean(values), 2), "std": std}
+        targets = [n for n in mine[0]["f1"] if not n.startswith("en/")]
+        if targets:
+            avgs = [statistics.fmean(r["f1"][n] for n in targets) for r in mine]
+            std = round(statistics.stdev(avgs), 2) if len(avgs) > 1 else None
+            out[recipe]["target_avg"] = {"mean": round(statistics.fmean(avgs), 2), "std": std}
+    return out
+
+
+def print_table(summary: dict) -> None:
+    names = [n for n in next(iter(summary.values())) if n != "seeds"]
+    print(f"{'recipe':15}" + "".join(f"{n:>15}" for n in names))
+    for recipe, row in summary.items():
+        cells = []
+        for n in names:
+            m, s = row[n]["mean"], row[n]["std"]
+            cells.append(f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else ""))
+        print(f"{recipe:15}" + "".join(f"{c:>15}" for c in cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_data = Path(__file__).resolve().parents[2] / "shared/data/conll"
+    parser.add_argument("--data", type=Path, default=default_data)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/unitrans-seed-spread"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--encoder", default="me5-small")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--recipes", nargs="+", choices=RECIPES,
+                        default=["hf", "unitrans"])  # fmt: skip
+    parser.add_argument("--langs", nargs="+", default=["es", "nl", "de", "no"])
+    parser.add_argument("--limit", type=int, default=0, help="Use only the first N sentences of each file.")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from unitrans.data import read_conll
+
+    def load(name: str):
+        sentences = read_conll(args.data / f"{name}.txt")
+        return sentences[: args.limit] if args.limit else sentences
+
+    train = load("en/train")
+    evals = {name: load(name) for name in (*EVAL_SETS, *(f"{lang}/test" for lang in args.langs))}
+    args.work.mkdir(parents=True, exist_ok=True)
+    result: dict = {
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "machine": f"{os.cpu_count()} CPUs, "
+        + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
+        "torch": torch.__version__,
+        "runs": [],
+    }
+    for seed in args.seeds:  # seed-major, so an interrupted call still has every recipe on some seeds
+        for recipe in args.recipes:
+            try:
+                if recipe == "hf":
+                    run = run_hf(args, train, evals, seed)
+                else:
+                    run = run_unitrans(args, train, evals, seed, recipe)
+            except Exception:  # a benchmark keeps going: the other recipes' runs still count
+                run = {"error": traceback.format_exc()}
+            result["runs"].append({"recipe": recipe, "seed": seed, **run})
+            print(json.dumps(result["runs"][-1]), flush=True)
+            result["summary"] = summarize([r for r in result["runs"] if "error" not in r])
+            tmp = args.out.with_name(args.out.name + ".tmp")
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+            tmp.replace(args.out)
+    if result.get("summary"):
+        print_table(result["summary"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
