@@ -9,7 +9,7 @@ import pytest
 
 from unitrans.commands.run import expand_multi_values
 from unitrans.errors import UnitransError
-from unitrans.pipeline.config import MAIN_VARIANTS, PRESETS, make_config
+from unitrans.pipeline.config import MAIN_VARIANTS, PRESETS, make_config, parse_settings
 from unitrans.pipeline.variants import VARIANTS, check_variants, required_models
 
 
@@ -85,3 +85,14 @@ def test_variant_table_covers_the_paper_rows():
 )  # fmt: skip
 def test_multi_value_options(argv, expected):
     assert expand_multi_values(argv) == expected
+
+
+def test_casing_reaches_the_translation_key_and_is_validated():
+    from unitrans.pipeline.translation import settings
+
+    default = make_config("paper", targets=("de",))
+    target = make_config("paper", targets=("de",), **parse_settings(["casing=target"]))
+    assert settings(default)["translate"]["casing"] == "source"
+    assert settings(target)["translate"]["casing"] == "target"
+    with pytest.raises(UnitransError, match="expected casing among"):
+        make_config("paper", targets=("de",), casing="title")

@@ -56,6 +56,13 @@ class PipelineConfig:
         default=None,
         metadata=_help("Encoder layers tried for word vectors (None: the translate package's default set)."),
     )
+    casing: str = field(
+        default="source",
+        metadata=_help(
+            "Casing of translated words: source (the English word's pattern), target (the word's usual "
+            "form in the unlabelled target text, e.g. capitalised German nouns) or lexicon."
+        ),
+    )
     out_dir: Path = field(default=Path("runs/unitrans"), metadata=_help("Run folder for reports."))
     cache_dir: Path | None = field(
         default=None, metadata=_help("Stage cache (default <out_dir>/cache); share it between runs.")
@@ -80,6 +87,10 @@ class PipelineConfig:
         for name in ("seeds", "ensemble", "epochs", "teach_epochs", "student_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UnitransError(f"expected {name} ≥ 1, found {getattr(self, name)}")
+        from unitrans.translate.word_translation import CASINGS
+
+        if self.casing not in CASINGS:
+            raise UnitransError(f"expected casing among {', '.join(CASINGS)}, found {self.casing!r}")
         if self.max_length < 8:
             raise UnitransError(f"expected max_length ≥ 8, found {self.max_length}")
         for name in ("max_source_sentences", "max_target_sentences"):

@@ -20,7 +20,7 @@ def translate_config(config: PipelineConfig) -> Any:
     """The translate package's settings for this run: its defaults, with the run's encoder."""
     from unitrans.translate.word_translation import TranslateConfig
 
-    return TranslateConfig(encoder=config.encoder, layers=config.translate_layers)
+    return TranslateConfig(encoder=config.encoder, layers=config.translate_layers, casing=config.casing)
 
 
 def settings(config: PipelineConfig) -> dict[str, Any]:
