@@ -62,6 +62,7 @@ def test_every_variant_is_reported(full_run):
         assert all(0.0 <= scores[k] <= 1.0 for k in ("f1", "precision", "recall"))
     md = (config.out_dir / "results.md").read_text()
     assert "79.31" in md and str(config.encoder) in md and "Voting coverage" in md
+    assert "Teachers on the unlabelled target text" in md
     assert (config.out_dir / "f1.png").stat().st_size > 0
     assert json.loads((config.out_dir / "config.json").read_text())["eta"] == 1.0
     assert 0.0 <= result.coverage["es"][0] <= 1.0
@@ -212,3 +213,25 @@ def test_cli_run_prints_the_table_and_says_what_was_skipped(full_run, tmp_path, 
     assert "| Model transfer (Θsrc) [`src`] |" in captured.out and "[`unitrans`]" in captured.out
     assert "[cached, skipped] train src (seed 42)" in captured.err and "ran in" not in captured.err
     assert json.loads((tmp_path / "results.json").read_text())["es"].keys() == {"src", "unitrans"}
+
+
+def test_entity_share_counts_non_o_argmax_and_warns_on_disagreement(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    from unitrans.data import CONLL_LABELS
+    from unitrans.model.predict import save_probs
+    from unitrans.pipeline import runner, stages
+    from unitrans.pipeline.cache import StageRecord
+
+    o, per = CONLL_LABELS.index("O"), CONLL_LABELS.index("B-PER")
+    probs = [np.eye(len(CONLL_LABELS), dtype=np.float32)[[o, per, o, o]]]
+    save_probs(tmp_path / "probs.npz", probs, list(CONLL_LABELS))
+    record = StageRecord("probs", "de: src on D_T", "k", tmp_path, cached=False, seconds=0.0)
+    assert stages.entity_share(record) == 0.25
+    with caplog.at_level(logging.WARNING, logger="unitrans.pipeline.runner"):
+        runner._warn_if_teachers_disagree("de", {"src": 0.10, "teach": 0.11, "trans": 0.12})
+        assert not caplog.records
+        runner._warn_if_teachers_disagree("de", {"src": 0.098, "teach": 0.164, "trans": 0.173})
+    assert "casing=target" in caplog.text and "Θtrans tags 17.3%" in caplog.text

@@ -79,6 +79,7 @@ def render_markdown(
     coverage: Mapping[str, Sequence[float]] | None = None,
     timings: Sequence[Mapping[str, Any]] = (),
     seeds: int = 1,
+    entity_shares: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
 ) -> str:
     """The Markdown report: F1 table (ours beside the paper's), voting coverage, stage timings."""
     targets = list(results)
@@ -123,6 +124,22 @@ def render_markdown(
         for t, values in coverage.items():
             vals = ", ".join(f"{100 * c:.1f}%" for c in values)
             lines.append(f"| {t} | {vals} |")
+        lines.append("")
+    if entity_shares:
+        lines += [
+            "## Teachers on the unlabelled target text",
+            "",
+            "Share of D_T words each teacher tags as entities (no labels needed). A teacher far above the "
+            "others usually learned from translated data that does not look like target text.",
+            "",
+            "| Target | Θsrc | Θteach | Θtrans |",
+            "|---|---|---|---|",
+        ]
+        for t, per_seed in entity_shares.items():
+            cells = [
+                ", ".join(f"{100 * shares[k]:.1f}%" for shares in per_seed) for k in ("src", "teach", "trans")
+            ]
+            lines.append(f"| {t} | " + " | ".join(cells) + " |")
         lines.append("")
     if timings:
         lines += ["## Stage timings", "", "| Stage | Status | Seconds |", "|---|---|---|"]

@@ -40,6 +40,20 @@ class RunResult:
     markdown: str
 
 
+ENTITY_SHARE_RATIO = 1.5
+"""A teacher tagging this many times more target words as entities than another gets a warning."""
+
+
+def _warn_if_teachers_disagree(label: str, shares: dict[str, float]) -> None:
+    low, high = min(shares, key=shares.__getitem__), max(shares, key=shares.__getitem__)
+    if shares[low] > 0 and shares[high] / shares[low] >= ENTITY_SHARE_RATIO:
+        logger.warning(
+            "%s: Θ%s tags %.1f%% of the unlabelled target words as entities, Θ%s %.1f%%; the translated "
+            "training data may not look like target text (its casing, for one: try --set casing=target)",
+            label, high, 100 * shares[high], low, 100 * shares[low],
+        )  # fmt: skip
+
+
 class _Language:
     """The stages of one target language, memoized so shared inputs run (and are logged) once."""
 
@@ -114,6 +128,10 @@ class _Language:
             lambda: stages.votes(self.ctx, t["src"], t["teach"], t["trans"], label=label),
         )
 
+    def entity_shares(self, seed: int, ensemble: bool) -> dict[str, float]:
+        """Each teacher's share of D_T words tagged as entities (read from the cached probabilities)."""
+        return {k: stages.entity_share(self.teacher(k, seed, ensemble)) for k in TEACHERS}
+
     def variant(self, name: str, seed: int) -> tuple[StageRecord, StageRecord, StageRecord | None]:
         """(model or student record, evaluation record, votes record or None) of one variant and seed."""
         v = VARIANTS[name]
@@ -157,6 +175,7 @@ def run_pipeline(
 
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     coverage: dict[str, list[float]] = {}
+    teacher_shares: dict[str, list[dict[str, float]]] = {}
     for lang, language in languages.items():
         runs[lang] = {name: [] for name in config.variants}
         for seed in config.seed_list:
@@ -178,6 +197,9 @@ def run_pipeline(
                     values = coverage.setdefault(label, [])
                     if len(values) < config.seed_list.index(seed) + 1:
                         values.append(float(hard.metrics["coverage"]))
+                        shares = language.entity_shares(seed, VARIANTS[name].ensemble)
+                        teacher_shares.setdefault(label, []).append(shares)
+                        _warn_if_teachers_disagree(label, shares)
 
     scores = {
         t: {v: [{k: r[k] for k in ("seed", "f1", "precision", "recall")} for r in rs] for v, rs in by.items()}
@@ -188,6 +210,7 @@ def run_pipeline(
         "encoder": config.encoder,
         "titles": {name: v.title for name, v in VARIANTS.items()},
         "coverage": coverage,
+        "entity_shares": teacher_shares,
         "timings": [{"label": r.label, "cached": r.cached, "seconds": r.seconds} for r in ctx.records],
         "seeds": config.seeds,
     }

@@ -238,6 +238,17 @@ def votes(
     return ctx.run("votes", {}, inputs, build, label=label)
 
 
+def entity_share(rec: StageRecord) -> float:
+    """Share of words a teacher tags as part of an entity (argmax not O). Label-free: a teacher far
+    above the others usually learned from translated data that does not look like target text."""
+    probs = read_probs(rec)
+    words = sum(len(p) for p in probs)
+    if words == 0:
+        return 0.0
+    outside = list(CONLL_LABELS).index("O")
+    return sum(int((p.argmax(-1) != outside).sum()) for p in probs) / words
+
+
 def read_votes(rec: StageRecord) -> list[np.ndarray]:
     with np.load(rec.folder / "votes.npz") as data:
         flat, offsets = data["hard"], data["offsets"]
