@@ -174,6 +174,7 @@ def part_b_unitrans(args: argparse.Namespace) -> dict:
 def part_b_hf(args: argparse.Namespace) -> dict:
     """The Hugging Face token-classification example recipe, frozen like unitrans (embeddings + 3 layers)."""
     import torch
+    from hf_recipe import encode, word_probs
     from transformers import (
         AutoModelForTokenClassification,
         AutoTokenizer,
@@ -190,24 +191,9 @@ def part_b_hf(args: argparse.Namespace) -> dict:
     label_id = {lab: i for i, lab in enumerate(labels)}
     tok = AutoTokenizer.from_pretrained(folder)
 
-    def encode(sentences):
-        enc = tok(
-            [list(s.words) for s in sentences], is_split_into_words=True, truncation=True, max_length=128
-        )
-        rows = []
-        for k, s in enumerate(sentences):
-            previous, ids = None, []
-            for w in enc.word_ids(k):
-                ids.append(-100 if w is None or w == previous else label_id[s.tags[w]])
-                previous = w
-            rows.append(
-                {"input_ids": enc["input_ids"][k], "attention_mask": enc["attention_mask"][k], "labels": ids}
-            )
-        return rows  # a list of dicts is a valid torch Dataset for Trainer
-
     train = read_conll(args.data / "en" / "train.txt")[: args.slice]
     test = read_conll(args.data / "es" / "test.txt")
-    train_ds, test_ds = encode(train), encode(test)
+    train_ds, test_ds = encode(tok, train, label_id), encode(tok, test, label_id)
     torch.manual_seed(args.seed)
     model = AutoModelForTokenClassification.from_pretrained(
         folder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_id
@@ -243,15 +229,7 @@ def part_b_hf(args: argparse.Namespace) -> dict:
     out = trainer.predict(test_ds)
     predict_s = time.perf_counter() - t
     predicted_words = int((np.asarray(out.label_ids) != -100).sum())
-    logits, gold_ids = np.asarray(out.predictions, dtype=np.float32), np.asarray(out.label_ids)
-    probs = []
-    for k, s in enumerate(test):  # first-subword logits in word order; truncated words get "O"
-        first = logits[k][gold_ids[k] != -100]
-        p = np.zeros((len(s), len(labels)), dtype=np.float32)
-        p[:, label_id["O"]] = 1.0
-        e = np.exp(first - first.max(axis=1, keepdims=True))
-        p[: len(first)] = e / e.sum(axis=1, keepdims=True)
-        probs.append(p)
+    probs = word_probs(out.predictions, out.label_ids, test, labels)
     return {
         "side": "hf_trainer",
         "es_test_f1": _es_f1(test, probs),

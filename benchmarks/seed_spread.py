@@ -33,8 +33,6 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
-
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 EVAL_SETS = ("en/dev", "en/test")
@@ -74,6 +72,7 @@ def run_unitrans(args, train, evals, seed: int, recipe: str) -> dict:
 
 def run_hf(args, train, evals, seed: int) -> dict:
     import torch
+    from hf_recipe import encode, word_probs
     from transformers import (
         AutoModelForTokenClassification,
         AutoTokenizer,
@@ -89,19 +88,6 @@ def run_hf(args, train, evals, seed: int) -> dict:
     labels = list(CONLL_LABELS)
     label_id = {lab: i for i, lab in enumerate(labels)}
     tok = AutoTokenizer.from_pretrained(folder)
-
-    def encode(sentences):
-        enc = tok([list(s.words) for s in sentences], is_split_into_words=True, truncation=True,
-                  max_length=128)  # fmt: skip
-        rows = []
-        for k, s in enumerate(sentences):
-            previous, ids = None, []
-            for w in enc.word_ids(k):
-                ids.append(-100 if w is None or w == previous else label_id[s.tags[w]])
-                previous = w
-            rows.append({"input_ids": enc["input_ids"][k], "attention_mask": enc["attention_mask"][k],
-                         "labels": ids})  # fmt: skip
-        return rows
 
     torch.manual_seed(seed)
     model = AutoModelForTokenClassification.from_pretrained(
@@ -128,23 +114,15 @@ def run_hf(args, train, evals, seed: int) -> dict:
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=args.quiet,
     )
-    trainer = Trainer(model=model, args=targs, train_dataset=encode(train),
+    trainer = Trainer(model=model, args=targs, train_dataset=encode(tok, train, label_id),
                       data_collator=DataCollatorForTokenClassification(tok))  # fmt: skip
     t0 = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - t0
     f1 = {}
     for name, gold in evals.items():
-        out = trainer.predict(encode(gold))
-        logits, gold_ids = np.asarray(out.predictions, dtype=np.float32), np.asarray(out.label_ids)
-        probs = []
-        for k, s in enumerate(gold):  # first-subword logits in word order; truncated words get "O"
-            first = logits[k][gold_ids[k] != -100]
-            p = np.zeros((len(s), len(labels)), dtype=np.float32)
-            p[:, label_id["O"]] = 1.0
-            e = np.exp(first - first.max(axis=1, keepdims=True))
-            p[: len(first)] = e / e.sum(axis=1, keepdims=True)
-            probs.append(p)
+        out = trainer.predict(encode(tok, gold, label_id))
+        probs = word_probs(out.predictions, out.label_ids, gold, labels)
         f1[name] = _f1(gold, probs, labels)
     del trainer, model
     if torch.cuda.is_available():

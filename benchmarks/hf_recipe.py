@@ -1,0 +1,44 @@
+"""The Hugging Face token-classification recipe's data side, shared by the benchmarks that compare with it.
+
+As in the HF example: sentences tokenized split into words with 128-subword truncation, the first subword
+of each word labelled, the rest -100. Predictions come back as per-word probabilities in word order;
+words lost to truncation get "O", as the recipe would tag them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def encode(tokenizer, sentences: Sequence, label_id: dict[str, int]) -> list[dict[str, list[int]]]:
+    """One dict per sentence (a list of dicts is a valid torch Dataset for `Trainer`)."""
+    enc = tokenizer(
+        [list(s.words) for s in sentences], is_split_into_words=True, truncation=True, max_length=128
+    )
+    rows = []
+    for k, s in enumerate(sentences):
+        previous, ids = None, []
+        for w in enc.word_ids(k):
+            ids.append(-100 if w is None or w == previous else label_id[s.tags[w]])
+            previous = w
+        rows.append(
+            {"input_ids": enc["input_ids"][k], "attention_mask": enc["attention_mask"][k], "labels": ids}
+        )
+    return rows
+
+
+def word_probs(predictions, label_ids, sentences: Sequence, labels: Sequence[str]) -> list[np.ndarray]:
+    """`Trainer.predict` logits → softmax of each word's first subword, in word order."""
+    logits, gold_ids = np.asarray(predictions, dtype=np.float32), np.asarray(label_ids)
+    outside = list(labels).index("O")
+    probs = []
+    for k, s in enumerate(sentences):
+        first = logits[k][gold_ids[k] != -100]
+        p = np.zeros((len(s), len(labels)), dtype=np.float32)
+        p[:, outside] = 1.0
+        e = np.exp(first - first.max(axis=1, keepdims=True))
+        p[: len(first)] = e / e.sum(axis=1, keepdims=True)
+        probs.append(p)
+    return probs
