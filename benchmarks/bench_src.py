@@ -173,34 +173,15 @@ def part_b_unitrans(args: argparse.Namespace) -> dict:
 
 def part_b_hf(args: argparse.Namespace) -> dict:
     """The Hugging Face token-classification example recipe, frozen like unitrans (embeddings + 3 layers)."""
-    import torch
-    from hf_recipe import encode, word_probs
-    from transformers import (
-        AutoModelForTokenClassification,
-        AutoTokenizer,
-        DataCollatorForTokenClassification,
-        Trainer,
-        TrainingArguments,
-    )
+    from hf_recipe import encode, load_frozen, word_probs
+    from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
 
-    from unitrans.data import CONLL_LABELS, read_conll
-    from unitrans.model.encoders import resolve_encoder
+    from unitrans.data import read_conll
 
-    folder = resolve_encoder(args.encoder)
-    labels = list(CONLL_LABELS)
-    label_id = {lab: i for i, lab in enumerate(labels)}
-    tok = AutoTokenizer.from_pretrained(folder)
-
+    model, tok, labels, label_id = load_frozen(args.encoder, args.seed)
     train = read_conll(args.data / "en" / "train.txt")[: args.slice]
     test = read_conll(args.data / "es" / "test.txt")
     train_ds, test_ds = encode(tok, train, label_id), encode(tok, test, label_id)
-    torch.manual_seed(args.seed)
-    model = AutoModelForTokenClassification.from_pretrained(
-        folder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_id
-    )
-    for module in (model.base_model.embeddings, *model.base_model.encoder.layer[:3]):
-        for p in module.parameters():
-            p.requires_grad_(False)
     targs = TrainingArguments(
         output_dir=str(args.work / "slice-hf"),
         per_device_train_batch_size=32,

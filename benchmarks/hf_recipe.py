@@ -42,3 +42,26 @@ def word_probs(predictions, label_ids, sentences: Sequence, labels: Sequence[str
         p[: len(first)] = e / e.sum(axis=1, keepdims=True)
         probs.append(p)
     return probs
+
+
+def load_frozen(encoder: str, seed: int):
+    """(model, tokenizer, labels, label_id): the token-classification model with its head seeded and the
+    embeddings + bottom 3 layers frozen, as unitrans freezes them."""
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from unitrans.data import CONLL_LABELS
+    from unitrans.model.encoders import resolve_encoder
+
+    folder = resolve_encoder(encoder)
+    labels = list(CONLL_LABELS)
+    label_id = {lab: i for i, lab in enumerate(labels)}
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(seed)
+    model = AutoModelForTokenClassification.from_pretrained(
+        folder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_id
+    )
+    for module in (model.base_model.embeddings, *model.base_model.encoder.layer[:3]):
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return model, tokenizer, labels, label_id

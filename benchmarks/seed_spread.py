@@ -72,30 +72,10 @@ def run_unitrans(args, train, evals, seed: int, recipe: str) -> dict:
 
 def run_hf(args, train, evals, seed: int) -> dict:
     import torch
-    from hf_recipe import encode, word_probs
-    from transformers import (
-        AutoModelForTokenClassification,
-        AutoTokenizer,
-        DataCollatorForTokenClassification,
-        Trainer,
-        TrainingArguments,
-    )
+    from hf_recipe import encode, load_frozen, word_probs
+    from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
 
-    from unitrans.data import CONLL_LABELS
-    from unitrans.model.encoders import resolve_encoder
-
-    folder = resolve_encoder(args.encoder)
-    labels = list(CONLL_LABELS)
-    label_id = {lab: i for i, lab in enumerate(labels)}
-    tok = AutoTokenizer.from_pretrained(folder)
-
-    torch.manual_seed(seed)
-    model = AutoModelForTokenClassification.from_pretrained(
-        folder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_id
-    )
-    for module in (model.base_model.embeddings, *model.base_model.encoder.layer[:3]):
-        for p in module.parameters():
-            p.requires_grad_(False)
+    model, tok, labels, label_id = load_frozen(args.encoder, seed)
     steps = math.ceil(len(train) / 32) * args.epochs
     targs = TrainingArguments(
         output_dir=str(args.work / f"hf-s{seed}"),
