@@ -92,7 +92,8 @@ def test_casing_reaches_the_translation_key_and_is_validated():
 
     default = make_config("paper", targets=("de",))
     target = make_config("paper", targets=("de",), **parse_settings(["casing=target"]))
-    assert settings(default)["translate"]["casing"] == "source"
-    assert settings(target)["translate"]["casing"] == "target"
+    source = make_config("paper", targets=("de",), **parse_settings(["casing=source"]))
+    assert settings(default)["translate"]["casing"] == "target" == settings(target)["translate"]["casing"]
+    assert settings(source)["translate"]["casing"] == "source"
     with pytest.raises(UnitransError, match="expected casing among"):
         make_config("paper", targets=("de",), casing="title")

@@ -19,8 +19,9 @@ from unitrans.pipeline.variants import VARIANTS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline"
 TINY = {"epochs": 6, "teach_epochs": 4, "student_epochs": 10, "batch_size": 2, "max_length": 32,
-        "freeze_layers": 1, "ensemble": 2, "teacher_lr": 2e-2, "student_lr": 2e-2}  # fmt: skip
-"""Tiny models need a high learning rate and a few dozen steps to predict anything but O."""
+        "freeze_layers": 1, "ensemble": 2, "teacher_lr": 2e-2, "student_lr": 2e-2, "workers": 1}  # fmt: skip
+"""Tiny models need a high learning rate and a few dozen steps to predict anything but O. One process:
+starting workers costs more than these models take to train (one test below runs two)."""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -191,6 +192,22 @@ def test_seeds_report_mean_and_std(full_run, tmp_path):
     assert result.results["es"]["src"]["f1"] == pytest.approx((runs[0]["f1"] + runs[1]["f1"]) / 2)
 
 
+def test_two_workers_give_the_same_results_as_one(full_run, tmp_path):
+    result, config = full_run
+    variants = ("src", "trans", "teach", "unitrans", "ensemble")
+    side = _config(Path(config.encoder), tmp_path / "two", variants=variants, workers=2)
+    got = run_pipeline(side, progress=False)
+    assert not any(r.cached for r in got.records)
+    for variant in variants:
+        assert got.results["es"][variant] == result.results["es"][variant]
+        assert _predictions(got, "es", variant) == _predictions(result, "es", variant)
+    # every stage ran once, and a second run (parallel too) skips them all
+    labels = [r.label for r in got.records]
+    assert len(labels) == len(set(labels))
+    assert labels.count("train teach (seed 1042)") == 1
+    assert all(r.cached for r in run_pipeline(side, progress=False).records)
+
+
 def test_missing_file_is_a_clear_error(tiny_encoder_dir, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(FIXTURES, data)
@@ -234,4 +251,4 @@ def test_entity_share_counts_non_o_argmax_and_warns_on_disagreement(tmp_path, ca
         runner._warn_if_teachers_disagree("de", {"src": 0.10, "teach": 0.11, "trans": 0.12})
         assert not caplog.records
         runner._warn_if_teachers_disagree("de", {"src": 0.098, "teach": 0.164, "trans": 0.173})
-    assert "casing=target" in caplog.text and "Θtrans tags 17.3%" in caplog.text
+    assert "--set casing" in caplog.text and "Θtrans tags 17.3%" in caplog.text

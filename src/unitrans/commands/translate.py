@@ -66,10 +66,10 @@ def translate(
     out: Path = typer.Option(..., "--out", help="Translated CoNLL file (labels copied)."),
     lexicon_out: Path | None = typer.Option(None, "--lexicon-out", help="Induced lexicon TSV."),
     casing: str = typer.Option(
-        "source",
+        "target",
         "--casing",
-        help="source: copy the source token's casing pattern; target: the word's usual casing in the "
-        "target text (German nouns), upper-cased where the source is; lexicon: as induced.",
+        help="target: the word's usual casing in the target text (German nouns), upper-cased where the "
+        "source is; source: copy the source token's casing pattern; lexicon: as induced.",
     ),
     keep_person_names: bool = typer.Option(
         True, "--keep-person-names/--translate-person-names", help="Copy PER tokens untranslated."

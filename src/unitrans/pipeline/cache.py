@@ -94,6 +94,14 @@ class StageCache:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         return manifest if manifest.get("key") == key else None
 
+    def lookup(
+        self, stage: str, settings: Mapping[str, Any], inputs: Mapping[str, str], *, label: str = ""
+    ) -> StageRecord | None:
+        """The record of a finished stage, or None; never builds anything."""
+        key = self.key(stage, settings, inputs)
+        found = self.manifest(stage, key)
+        return None if found is None else self._cached(stage, label, key, found)
+
     def run(
         self,
         stage: str,

@@ -57,10 +57,18 @@ class PipelineConfig:
         metadata=_help("Encoder layers tried for word vectors (None: the translate package's default set)."),
     )
     casing: str = field(
-        default="source",
+        default="target",
         metadata=_help(
-            "Casing of translated words: source (the English word's pattern), target (the word's usual "
-            "form in the unlabelled target text, e.g. capitalised German nouns) or lexicon."
+            "Casing of translated words: target (the word's usual form in the unlabelled target text, "
+            "e.g. capitalised German nouns; translated text should look like target text), source (the "
+            "English word's pattern) or lexicon."
+        ),
+    )
+    workers: int = field(
+        default=0,
+        metadata=_help(
+            "Processes running independent stages side by side (Θtrans and Θteach, ...), sharing the CPU "
+            "threads; 0 = auto: 2 on a CPU with 2+ cores, 1 on a GPU. Not part of any cache key."
         ),
     )
     out_dir: Path = field(default=Path("runs/unitrans"), metadata=_help("Run folder for reports."))
@@ -91,6 +99,8 @@ class PipelineConfig:
 
         if self.casing not in CASINGS:
             raise UnitransError(f"expected casing among {', '.join(CASINGS)}, found {self.casing!r}")
+        if self.workers < 0:
+            raise UnitransError(f"expected workers ≥ 0 (0 = auto), found {self.workers}")
         if self.max_length < 8:
             raise UnitransError(f"expected max_length ≥ 8, found {self.max_length}")
         for name in ("max_source_sentences", "max_target_sentences"):

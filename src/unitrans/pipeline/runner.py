@@ -7,6 +7,7 @@ teacher probabilities on D_T → votes → students → test probabilities → e
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from unitrans.eval.report import build_results, render_markdown, write_report
 from unitrans.pipeline import stages
 from unitrans.pipeline.cache import StageCache, StageRecord
 from unitrans.pipeline.config import PipelineConfig
+from unitrans.pipeline.parallel import StageCall, StagePool, resolve_workers
 from unitrans.pipeline.stages import Corpus, StageContext
 from unitrans.pipeline.variants import TEACHERS, VARIANTS, required_models
 
@@ -49,7 +51,7 @@ def _warn_if_teachers_disagree(label: str, shares: dict[str, float]) -> None:
     if shares[low] > 0 and shares[high] / shares[low] >= ENTITY_SHARE_RATIO:
         logger.warning(
             "%s: Θ%s tags %.1f%% of the unlabelled target words as entities, Θ%s %.1f%%; the translated "
-            "training data may not look like target text (its casing, for one: try --set casing=target)",
+            "training data may not look like target text (its casing, for one: see --set casing)",
             label, high, 100 * shares[high], low, 100 * shares[low],
         )  # fmt: skip
 
@@ -65,60 +67,82 @@ class _Language:
         self._dtrans: Corpus | None = None
         self._memo: dict[tuple, StageRecord] = {}
 
+    def translation_call(self) -> StageCall:
+        return functools.partial(stages.translate, source=self.source, target_text=self.text, lang=self.lang)
+
+    def adopt_translation(self, rec: StageRecord) -> None:
+        self._dtrans = stages.dtrans_corpus(rec, self.lang)
+
     def dtrans(self) -> Corpus:
         if self._dtrans is None:
-            rec = stages.translate(self.ctx, self.source, self.text, self.lang)
-            self._dtrans = stages.dtrans_corpus(rec, self.lang)
-        return self._dtrans
+            self.adopt_translation(self.translation_call()(self.ctx))
+        return self._dtrans  # type: ignore[return-value]
+
+    def _model_key(self, kind: str, seed: int) -> tuple:
+        return (kind, seed) if kind == "src" else (kind, seed, self.lang)
+
+    def has_model(self, kind: str, seed: int) -> bool:
+        return self._model_key(kind, seed) in self._models
+
+    def model_call(self, kind: str, seed: int) -> StageCall:
+        """Training of one model with its inputs bound (Θteach's Θsrc and D_trans are resolved first)."""
+        cfg = self.ctx.config
+        lr, epochs = cfg.teacher_lr, cfg.epochs
+        train = functools.partial(stages.train_model, seed=seed, lr=lr)
+        if kind == "src":
+            return functools.partial(train, kind="src", data=self.source, epochs=epochs)
+        if kind == "trans":
+            return functools.partial(train, kind="trans", data=self.dtrans(), epochs=epochs)
+        if kind == "teach":
+            init = self.model("src", seed)
+            return functools.partial(
+                train, kind="teach", data=self.dtrans(), epochs=cfg.teach_epochs, init=init
+            )
+        if kind == "combo":
+            return functools.partial(
+                train, kind="combo", data=self.source, epochs=epochs, extra=[self.dtrans()]
+            )
+        raise ValueError(f"unknown model kind {kind!r}")
+
+    def adopt_model(self, kind: str, seed: int, rec: StageRecord) -> None:
+        self._models[self._model_key(kind, seed)] = rec
 
     def model(self, kind: str, seed: int) -> StageRecord:
-        cfg = self.ctx.config
-        memo_key = (kind, seed) if kind == "src" else (kind, seed, self.lang)
-        if memo_key in self._models:
-            return self._models[memo_key]
-        lr, epochs = cfg.teacher_lr, cfg.epochs
-        if kind == "src":
-            rec = stages.train_model(self.ctx, "src", self.source, seed=seed, lr=lr, epochs=epochs)
-        elif kind == "trans":
-            rec = stages.train_model(self.ctx, "trans", self.dtrans(), seed=seed, lr=lr, epochs=epochs)
-        elif kind == "teach":
-            rec = stages.train_model(
-                self.ctx,
-                "teach",
-                self.dtrans(),
-                seed=seed,
-                lr=lr,
-                epochs=cfg.teach_epochs,
-                init=self.model("src", seed),
-            )
-        elif kind == "combo":
-            rec = stages.train_model(
-                self.ctx, "combo", self.source, seed=seed, lr=lr, epochs=epochs, extra=[self.dtrans()]
-            )
-        else:
-            raise ValueError(f"unknown model kind {kind!r}")
-        self._models[memo_key] = rec
-        return rec
+        if not self.has_model(kind, seed):
+            self.adopt_model(kind, seed, self.model_call(kind, seed)(self.ctx))
+        return self._models[self._model_key(kind, seed)]
 
     def _once(self, key: tuple, make: Callable[[], StageRecord]) -> StageRecord:
         if key not in self._memo:
             self._memo[key] = make()
         return self._memo[key]
 
+    def probs_call(self, model: StageRecord, data: Corpus, label: str) -> tuple[tuple, StageCall]:
+        call = functools.partial(stages.probabilities, model=model, data=data, label=label)
+        return ("probs", model.key, data.key), call
+
     def probs(self, model: StageRecord, data: Corpus, label: str) -> StageRecord:
-        return self._once(
-            ("probs", model.key, data.key), lambda: stages.probabilities(self.ctx, model, data, label=label)
-        )
+        key, call = self.probs_call(model, data, label)
+        return self._once(key, lambda: call(self.ctx))
+
+    def adopt(self, key: tuple, rec: StageRecord) -> None:
+        self._memo.setdefault(key, rec)
+
+    def member_seeds(self, seed: int, ensemble: bool) -> list[int]:
+        members = self.ctx.config.ensemble if ensemble else 1
+        return [seed + ENSEMBLE_SEED_STRIDE * j for j in range(members)]
 
     def teacher(self, kind: str, seed: int, ensemble: bool) -> StageRecord:
         """Teacher probabilities on D_T: one run, or the mean of M runs (Eq. 14)."""
-        members = self.ctx.config.ensemble if ensemble else 1
-        runs = [
-            self.probs(self.model(kind, s), self.text, f"{self.lang}: {kind} (seed {s}) on D_T")
-            for s in (seed + ENSEMBLE_SEED_STRIDE * j for j in range(members))
-        ]
-        label = f"{self.lang}: {kind} ensemble of {members} (seed {seed}) on D_T"
-        return self._once(("avg", kind, seed, members), lambda: stages.averaged(self.ctx, runs, label=label))
+        seeds = self.member_seeds(seed, ensemble)
+        runs = [self.probs(self.model(kind, s), self.text, self.dt_label(kind, s)) for s in seeds]
+        label = f"{self.lang}: {kind} ensemble of {len(seeds)} (seed {seed}) on D_T"
+        return self._once(
+            ("avg", kind, seed, len(seeds)), lambda: stages.averaged(self.ctx, runs, label=label)
+        )
+
+    def dt_label(self, kind: str, seed: int) -> str:
+        return f"{self.lang}: {kind} (seed {seed}) on D_T"
 
     def votes(self, seed: int, ensemble: bool) -> StageRecord:
         t = {k: self.teacher(k, seed, ensemble) for k in TEACHERS}
@@ -132,21 +156,33 @@ class _Language:
         """Each teacher's share of D_T words tagged as entities (read from the cached probabilities)."""
         return {k: stages.entity_share(self.teacher(k, seed, ensemble)) for k in TEACHERS}
 
+    def student_call(self, name: str, seed: int) -> tuple[tuple, StageCall]:
+        """A student's distillation with its teachers' outputs resolved (they run first)."""
+        v = VARIANTS[name]
+        hard = self.votes(seed, v.ensemble) if v.hard else None
+        soft = self.teacher(v.soft_teacher, seed, v.ensemble) if v.soft_teacher else None
+        label = f"{self.lang}: student {name} (seed {seed})"
+        call = functools.partial(
+            stages.student, target_text=self.text, soft=soft, hard=hard, seed=seed, label=label
+        )
+        return ("student", name, seed), call
+
+    def variant_model(self, name: str, seed: int) -> StageRecord:
+        v = VARIANTS[name]
+        if v.model is not None:
+            return self.model(v.model, seed)
+        key, call = self.student_call(name, seed)
+        return self._once(key, lambda: call(self.ctx))
+
+    def test_label(self, name: str, seed: int) -> str:
+        return f"{self.lang}: {name} (seed {seed}) on test"
+
     def variant(self, name: str, seed: int) -> tuple[StageRecord, StageRecord, StageRecord | None]:
         """(model or student record, evaluation record, votes record or None) of one variant and seed."""
         v = VARIANTS[name]
-        hard = None
-        if v.model is not None:
-            model = self.model(v.model, seed)
-        else:
-            hard = self.votes(seed, v.ensemble) if v.hard else None
-            soft = self.teacher(v.soft_teacher, seed, v.ensemble) if v.soft_teacher else None
-            label = f"{self.lang}: student {name} (seed {seed})"
-            model = self._once(
-                ("student", name, seed),
-                lambda: stages.student(self.ctx, self.text, soft=soft, hard=hard, seed=seed, label=label),
-            )
-        test_probs = self.probs(model, self.test, f"{self.lang}: {name} (seed {seed}) on test")
+        model = self.variant_model(name, seed)
+        hard = self.votes(seed, v.ensemble) if v.is_student and v.hard else None
+        test_probs = self.probs(model, self.test, self.test_label(name, seed))
         ev = self._once(
             ("eval", test_probs.key),
             lambda: stages.evaluate(
@@ -154,6 +190,68 @@ class _Language:
             ),
         )
         return model, ev, hard
+
+
+Wave = list[tuple[tuple, Callable[[StageRecord], None], StageCall]]
+"""(identity, where the record goes, the stage call): the same stage may be wanted twice."""
+
+
+def _side_by_side(pool: StagePool, languages: dict[str, _Language], config: PipelineConfig) -> None:
+    """Run the stages that do not depend on each other in waves (see `parallel`); the ordered loop
+    afterwards finds them in the memo. Waves: Θsrc and translations; the other models; teacher
+    probabilities on D_T; students; test probabilities."""
+    plan = [
+        (lg, seed, name) for lg in languages.values() for seed in config.seed_list for name in config.variants
+    ]
+    models: set[tuple[str, str, int]] = set()
+    for lg, seed, name in plan:
+        v = VARIANTS[name]
+        for kind in v.models():
+            for s in lg.member_seeds(seed, v.ensemble):
+                models.update({(lg.lang, kind, s)} | ({(lg.lang, "src", s)} if kind == "teach" else set()))
+    first = next(iter(languages.values()))
+    wave: Wave = [
+        (("src", s), functools.partial(first.adopt_model, "src", s), first.model_call("src", s))
+        for s in sorted({s for _, kind, s in models if kind == "src"})
+        if not first.has_model("src", s)
+    ]
+    if any(kind != "src" for _, kind, _ in models):
+        wave += [
+            (("translate", lg.lang), lg.adopt_translation, lg.translation_call()) for lg in languages.values()
+        ]
+    _run_wave(pool, wave)
+    wave = []
+    for lang, kind, s in sorted(models):
+        lg = languages[lang]
+        if kind != "src" and not lg.has_model(kind, s):
+            wave.append(((lang, kind, s), functools.partial(lg.adopt_model, kind, s), lg.model_call(kind, s)))
+    _run_wave(pool, wave)
+    wave = []
+    for lg, seed, name in plan:
+        v = VARIANTS[name]
+        for kind in v.models() if v.is_student else ():
+            for s in lg.member_seeds(seed, v.ensemble):
+                key, call = lg.probs_call(lg.model(kind, s), lg.text, lg.dt_label(kind, s))
+                wave.append((key, functools.partial(lg.adopt, key), call))
+    _run_wave(pool, wave)
+    wave = []
+    for lg, seed, name in plan:
+        if VARIANTS[name].is_student:
+            key, call = lg.student_call(name, seed)
+            wave.append(((lg.lang, *key), functools.partial(lg.adopt, key), call))
+    _run_wave(pool, wave)
+    wave = []
+    for lg, seed, name in plan:
+        key, call = lg.probs_call(lg.variant_model(name, seed), lg.test, lg.test_label(name, seed))
+        wave.append((key, functools.partial(lg.adopt, key), call))
+    _run_wave(pool, wave)
+
+
+def _run_wave(pool: StagePool, wave: Wave) -> None:
+    unique = {ident: (adopt, call) for ident, adopt, call in reversed(wave)}
+    items = list(reversed(unique.values()))
+    for (adopt, _), rec in zip(items, pool.run([call for _, call in items]), strict=True):
+        adopt(rec)
 
 
 def run_pipeline(
@@ -172,6 +270,10 @@ def run_pipeline(
     for lang in config.targets:  # read every input first: a missing file fails before any training
         languages[lang] = _Language(ctx, source, lang, shared_models)
     logger.info("models needed: %s", ", ".join(required_models(config.variants)))
+    workers = resolve_workers(config.workers)
+    if workers > 1:
+        with StagePool(ctx, workers) as pool:
+            _side_by_side(pool, languages, config)
 
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     coverage: dict[str, list[float]] = {}

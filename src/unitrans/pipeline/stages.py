@@ -25,6 +25,7 @@ from unitrans.model.predict import load_probs, model_labels, predict_probs, save
 from unitrans.model.viterbi import decode_tags
 from unitrans.pipeline.cache import StageCache, StageRecord, hash_rows
 from unitrans.pipeline.config import PipelineConfig
+from unitrans.pipeline.parallel import NotCached
 from unitrans.train.distill import (
     NO_HARD_LABEL,
     DistillLoss,
@@ -58,6 +59,8 @@ class StageContext:
     records: list[StageRecord] = field(default_factory=list)
     after_stage: StageHook | None = None
     """Called after each stage (cached or not); tests raise from it to simulate a killed run."""
+    probe: bool = False
+    """Only look stages up: return cached records, raise `NotCached` for the rest (see `parallel`)."""
 
     def run(
         self,
@@ -70,11 +73,20 @@ class StageContext:
         seed: int | None = None,
         resumable: bool = False,
     ) -> StageRecord:
+        if self.probe:
+            found = self.cache.lookup(stage, settings, inputs, label=label)
+            if found is None:
+                raise NotCached(label)
+            return found
         rec = self.cache.run(stage, settings, inputs, build, label=label, seed=seed, resumable=resumable)
+        return self.adopt(rec)
+
+    def adopt(self, rec: StageRecord) -> StageRecord:
+        """Log and record a stage of this run (also one that a worker process ran)."""
         if rec.cached:
-            logger.info("%s: cached, skipped", label)
+            logger.info("%s: cached, skipped", rec.label)
         else:
-            logger.info("%s: done in %.1fs", label, rec.seconds)
+            logger.info("%s: done in %.1fs", rec.label, rec.seconds)
         self.records.append(rec)
         if self.after_stage is not None:
             self.after_stage(rec)

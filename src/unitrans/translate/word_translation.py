@@ -59,10 +59,10 @@ class TranslateConfig:
     keep_person_names: bool = field(default=True, metadata=_help("Copy tokens labelled PER (authors' code)."))
     min_csls: float | None = field(default=None, metadata=_help("Copy tokens whose CSLS score is lower."))
     casing: str = field(
-        default="source",
+        default="target",
         metadata=_help(
-            "source: transfer the source token's casing pattern; target: the word's usual casing in "
-            "the target text (German nouns), upper-cased where the source is; lexicon: as induced."
+            "target: the word's usual casing in the target text (German nouns), upper-cased where the "
+            "source is; source: transfer the source token's casing pattern; lexicon: as induced."
         ),
     )
 
