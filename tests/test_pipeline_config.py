@@ -88,12 +88,23 @@ def test_multi_value_options(argv, expected):
 
 
 def test_casing_reaches_the_translation_key_and_is_validated():
+    from unitrans.data import Sentence
     from unitrans.pipeline.translation import settings
+
+    en = [Sentence(("The", "commission", "said", "on", "Thursday", "it", "agreed"))]
+    de = [Sentence(("Die", "Kommission", "sagte", "am", "Donnerstag", "Ja"))]
+    es = [Sentence(("La", "comisión", "dijo", "el", "jueves", "que", "sí"))]
+
+    def casing(config, target):
+        return settings(config, en, target)["translate"]["casing"]
 
     default = make_config("paper", targets=("de",))
     target = make_config("paper", targets=("de",), **parse_settings(["casing=target"]))
     source = make_config("paper", targets=("de",), **parse_settings(["casing=source"]))
-    assert settings(default)["translate"]["casing"] == "target" == settings(target)["translate"]["casing"]
-    assert settings(source)["translate"]["casing"] == "source"
+    assert default.casing == "auto"
+    # auto resolves before the key is made, so it shares its cache entry with the casing it picks
+    assert casing(default, de) == "target" and settings(default, en, de) == settings(target, en, de)
+    assert casing(default, es) == "source" and settings(default, en, es) == settings(source, en, es)
+    assert casing(target, es) == "target" and casing(source, de) == "source"
     with pytest.raises(UnitransError, match="expected casing among"):
         make_config("paper", targets=("de",), casing="title")

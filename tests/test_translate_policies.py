@@ -7,7 +7,9 @@ from unitrans.translate.lexicon import Lexicon
 from unitrans.translate.word_translation import (
     TranslateConfig,
     apply_casing,
+    capitalised_share,
     casing_pattern,
+    resolve_casing,
     translate_sentences,
     usual_forms,
 )
@@ -76,6 +78,19 @@ def test_target_casing_restores_german_nouns():
 )
 def test_apply_casing(source, translation, usual, policy, expected):
     assert apply_casing(source, translation, usual, policy) == expected
+
+
+def test_auto_casing_follows_the_language_that_capitalises_more():
+    en = [Sentence(("The", "house", "of", "John", "is", "old", ".")), Sentence(("1", "2"))]
+    de = [Sentence(("Das", "Haus", "von", "Hans", "ist", "alt", "."))]
+    # words with letters after the first of a sentence: en house of John is old -> 1/5; de 2/5
+    assert capitalised_share(en) == pytest.approx(0.2) and capitalised_share(de) == pytest.approx(0.4)
+    assert capitalised_share([]) == 0.0
+    assert resolve_casing("auto", en, de) == "target"
+    assert resolve_casing("auto", de, en) == "source"
+    assert resolve_casing("auto", en, en) == "source"
+    assert resolve_casing("lexicon", en, de) == "lexicon"
+    assert TranslateConfig().casing == "auto"
 
 
 def test_casing_pattern():

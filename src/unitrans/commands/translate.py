@@ -66,10 +66,11 @@ def translate(
     out: Path = typer.Option(..., "--out", help="Translated CoNLL file (labels copied)."),
     lexicon_out: Path | None = typer.Option(None, "--lexicon-out", help="Induced lexicon TSV."),
     casing: str = typer.Option(
-        "target",
+        "auto",
         "--casing",
         help="target: the word's usual casing in the target text (German nouns), upper-cased where the "
-        "source is; source: copy the source token's casing pattern; lexicon: as induced.",
+        "source is; source: copy the source token's casing pattern; lexicon: as induced; auto: target "
+        "when the target text capitalises more words than the source text, else source.",
     ),
     keep_person_names: bool = typer.Option(
         True, "--keep-person-names/--translate-person-names", help="Copy PER tokens untranslated."

@@ -57,11 +57,11 @@ class PipelineConfig:
         metadata=_help("Encoder layers tried for word vectors (None: the translate package's default set)."),
     )
     casing: str = field(
-        default="target",
+        default="auto",
         metadata=_help(
             "Casing of translated words: target (the word's usual form in the unlabelled target text, "
-            "e.g. capitalised German nouns; translated text should look like target text), source (the "
-            "English word's pattern) or lexicon."
+            "e.g. capitalised German nouns), source (the English word's pattern), lexicon, or auto: "
+            "target when the target text capitalises more words than the source text, else source."
         ),
     )
     workers: int = field(

@@ -181,7 +181,7 @@ def translate(ctx: StageContext, source: Corpus, target_text: Corpus, lang: str)
     """D_trans: the source train set word-by-word translated into `lang`, labels copied."""
     from unitrans.pipeline import translation
 
-    settings = translation.settings(ctx.config)
+    settings = translation.settings(ctx.config, source.sentences, target_text.sentences)
 
     def build(folder: Path) -> dict[str, Any]:
         return translation.run_translation(

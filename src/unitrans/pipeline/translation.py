@@ -16,16 +16,22 @@ from unitrans.data import Sentence, write_conll
 from unitrans.pipeline.config import PipelineConfig
 
 
-def translate_config(config: PipelineConfig) -> Any:
-    """The translate package's settings for this run: its defaults, with the run's encoder."""
-    from unitrans.translate.word_translation import TranslateConfig
+def translate_config(
+    config: PipelineConfig, source: Sequence[Sentence], target_text: Sequence[Sentence]
+) -> Any:
+    """The translate package's settings for this run: its defaults, with the run's encoder, and the
+    casing resolved (so `auto` and the casing it picks share one cache key)."""
+    from unitrans.translate.word_translation import TranslateConfig, resolve_casing
 
-    return TranslateConfig(encoder=config.encoder, layers=config.translate_layers, casing=config.casing)
+    casing = resolve_casing(config.casing, source, target_text)
+    return TranslateConfig(encoder=config.encoder, layers=config.translate_layers, casing=casing)
 
 
-def settings(config: PipelineConfig) -> dict[str, Any]:
+def settings(
+    config: PipelineConfig, source: Sequence[Sentence], target_text: Sequence[Sentence]
+) -> dict[str, Any]:
     """What decides the translation (for the stage key)."""
-    return {"translate": translate_config(config).to_dict()}
+    return {"translate": translate_config(config, source, target_text).to_dict()}
 
 
 def run_translation(
@@ -43,7 +49,11 @@ def run_translation(
     from unitrans.translate.word_translation import translate_corpus
 
     result = translate_corpus(
-        list(source), list(target_text), translate_config(config), cache_dir=cache_dir, progress=progress
+        list(source),
+        list(target_text),
+        translate_config(config, source, target_text),
+        cache_dir=cache_dir,
+        progress=progress,
     )
     write_conll(out_file, result.sentences)
     write_lexicon(lexicon_file, result.lexicon)
