@@ -101,10 +101,11 @@ def test_casing_reaches_the_translation_key_and_is_validated():
     default = make_config("paper", targets=("de",))
     target = make_config("paper", targets=("de",), **parse_settings(["casing=target"]))
     source = make_config("paper", targets=("de",), **parse_settings(["casing=source"]))
-    assert default.casing == "auto"
+    auto = make_config("paper", targets=("de",), **parse_settings(["casing=auto"]))
+    assert default.casing == "target"
     # auto resolves before the key is made, so it shares its cache entry with the casing it picks
-    assert casing(default, de) == "target" and settings(default, en, de) == settings(target, en, de)
-    assert casing(default, es) == "source" and settings(default, en, es) == settings(source, en, es)
-    assert casing(target, es) == "target" and casing(source, de) == "source"
+    assert casing(auto, de) == "target" and settings(auto, en, de) == settings(target, en, de)
+    assert casing(auto, es) == "source" and settings(auto, en, es) == settings(source, en, es)
+    assert casing(default, es) == "target" and casing(source, de) == "source"
     with pytest.raises(UnitransError, match="expected casing among"):
         make_config("paper", targets=("de",), casing="title")

@@ -94,7 +94,7 @@ def test_cli_translate_and_lexicon_eval(tiny_encoder_dir, tmp_path, capsys):
     assert rows[0] == "source\ttarget\tcsls" and len(rows) > 10
     sidecar = json.loads((tmp_path / "trans.conll.json").read_text())
     assert (
-        sidecar["config"]["casing"] == "auto"
+        sidecar["config"]["casing"] == "target"
         and sidecar["stats"]["casing"] in ("source", "target")
         and sidecar["stats"]["tokens"] == 32
     )

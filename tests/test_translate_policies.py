@@ -90,7 +90,7 @@ def test_auto_casing_follows_the_language_that_capitalises_more():
     assert resolve_casing("auto", de, en) == "source"
     assert resolve_casing("auto", en, en) == "source"
     assert resolve_casing("lexicon", en, de) == "lexicon"
-    assert TranslateConfig().casing == "auto"
+    assert TranslateConfig().casing == "target"
 
 
 def test_casing_pattern():

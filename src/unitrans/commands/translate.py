@@ -66,7 +66,7 @@ def translate(
     out: Path = typer.Option(..., "--out", help="Translated CoNLL file (labels copied)."),
     lexicon_out: Path | None = typer.Option(None, "--lexicon-out", help="Induced lexicon TSV."),
     casing: str = typer.Option(
-        "auto",
+        "target",
         "--casing",
         help="target: the word's usual casing in the target text (German nouns), upper-cased where the "
         "source is; source: copy the source token's casing pattern; lexicon: as induced; auto: target "

@@ -57,7 +57,7 @@ class PipelineConfig:
         metadata=_help("Encoder layers tried for word vectors (None: the translate package's default set)."),
     )
     casing: str = field(
-        default="auto",
+        default="target",
         metadata=_help(
             "Casing of translated words: target (the word's usual form in the unlabelled target text, "
             "e.g. capitalised German nouns), source (the English word's pattern), lexicon, or auto: "
