@@ -248,8 +248,10 @@ def _side_by_side(pool: StagePool, languages: dict[str, _Language], config: Pipe
 
 
 def _run_wave(pool: StagePool, wave: Wave) -> None:
-    unique = {ident: (adopt, call) for ident, adopt, call in reversed(wave)}
-    items = list(reversed(unique.values()))
+    unique: dict[tuple, tuple[Callable[[StageRecord], None], StageCall]] = {}
+    for ident, adopt, call in wave:  # first wanted, first run
+        unique.setdefault(ident, (adopt, call))
+    items = list(unique.values())
     for (adopt, _), rec in zip(items, pool.run([call for _, call in items]), strict=True):
         adopt(rec)
 
