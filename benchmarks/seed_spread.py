@@ -14,6 +14,8 @@ Recipes:
   cache).
 - `unitrans-word`: `loss_weighting="word"`: each length-bucketed batch's mean loss is scaled by its share
   of the words, so every word weighs the same, as with the HF recipe's random batches.
+- `unitrans-words-batch`: `word` weighting and `batch_by="words"`: length-sorted batches cut at about
+  32 × the mean words per sentence, so each step also sees as many words as a random batch.
 - `hf`: `AutoModelForTokenClassification` + `Trainer` + `DataCollatorForTokenClassification`, fp32, the
   same hyper-parameters and frozen layers, 128-subword truncation (truncated words are tagged "O").
 
@@ -36,7 +38,14 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 EVAL_SETS = ("en/dev", "en/test")
-RECIPES = ("unitrans", "unitrans-fp32", "unitrans-frozen-dropout", "unitrans-word", "hf")
+RECIPES = (
+    "unitrans",
+    "unitrans-fp32",
+    "unitrans-frozen-dropout",
+    "unitrans-word",
+    "unitrans-words-batch",
+    "hf",
+)
 
 
 def _f1(gold, probs, labels) -> float:
@@ -53,9 +62,11 @@ def run_unitrans(args, train, evals, seed: int, recipe: str) -> dict:
     from unitrans.train.supervised import TrainConfig, train_tagger
 
     fp32 = recipe == "unitrans-fp32"
+    word = recipe in ("unitrans-word", "unitrans-words-batch")
     config = TrainConfig(encoder=args.encoder, epochs=args.epochs, seed=seed, bf16=False if fp32 else None,
                          frozen_dropout=recipe == "unitrans-frozen-dropout",
-                         loss_weighting="word" if recipe == "unitrans-word" else "batch")  # fmt: skip
+                         loss_weighting="word" if word else "batch",
+                         batch_by="words" if recipe == "unitrans-words-batch" else "sentences")  # fmt: skip
     t0 = time.perf_counter()
     folder = train_tagger(train, args.work / f"{recipe}-s{seed}", config,
                           progress=not args.quiet)  # fmt: skip

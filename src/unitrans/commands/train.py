@@ -34,6 +34,7 @@ def train(
     loss_weighting: str = typer.Option(
         _DEFAULTS.loss_weighting, "--loss-weighting", help=_help("loss_weighting")
     ),
+    batch_by: str = typer.Option(_DEFAULTS.batch_by, "--batch-by", help=_help("batch_by")),
     device: str | None = typer.Option(None, "--device", help=_help("device")),
     init: Path | None = typer.Option(
         None,
@@ -56,6 +57,7 @@ def train(
         bf16=bf16,
         device=device,
         loss_weighting=loss_weighting,
+        batch_by=batch_by,
     )
     sentences = read_conll(train_file)
     folder = train_tagger(sentences, out, config, init=init)

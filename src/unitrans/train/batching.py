@@ -5,6 +5,11 @@ so most of the work of the usual recipe is spent on padding. Here each epoch shu
 them by length inside pools of `pool` batches, cuts batches of `batch_size` and shuffles the batch
 order: batches keep the recipe's size and randomness but are nearly all real tokens. Everything is a
 pure function of (seed, epoch), so an interrupted run replays exactly the same batches.
+
+Sorting has a side effect that random batches do not have: 32 headlines hold 50 words, 32 long
+sentences 1,500, so the words per optimizer step vary thirtyfold. `word_budget` cuts the sorted pools by
+words instead (fairseq's `max_tokens`, counted in labelled words): every step then sees about as many
+words as a random batch of `batch_size` sentences would.
 """
 
 from __future__ import annotations
@@ -16,9 +21,19 @@ import torch
 
 
 def bucketed_batches(
-    lengths: Sequence[int], batch_size: int, *, seed: int, epoch: int, pool: int = 50
+    lengths: Sequence[int],
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    pool: int = 50,
+    words: Sequence[int] | None = None,
 ) -> list[np.ndarray]:
-    """Indices of each batch of one training epoch."""
+    """Indices of each batch of one training epoch.
+
+    With `words` (labelled words per item), batches are cut at a budget of `batch_size` × the mean words
+    per item instead of at `batch_size` items.
+    """
     n = len(lengths)
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(n)
@@ -28,15 +43,29 @@ def bucketed_batches(
     for start in range(0, n, span):
         chunk = order[start : start + span]
         chunk = chunk[np.argsort(lens[chunk], kind="stable")]
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+        if words is None:
+            batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+        else:
+            batches.extend(_cut_by_words(chunk, np.asarray(words), batch_size * float(np.mean(words))))
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def steps_per_epoch(n: int, batch_size: int, pool: int = 50) -> int:
-    """Number of batches `bucketed_batches` yields (a partial batch closes each pool)."""
-    span = batch_size * pool
-    full, rest = divmod(n, span)
-    return full * pool + -(-rest // batch_size)
+def _cut_by_words(chunk: np.ndarray, words: np.ndarray, budget: float) -> list[np.ndarray]:
+    """Consecutive batches of `chunk`, each closed when adding an item would pass `budget` words.
+
+    An item is kept with the batch if that leaves the batch nearer the budget than closing it before the
+    item would, so batches centre on the budget instead of all falling short of it.
+    """
+    batches: list[np.ndarray] = []
+    begin, total = 0, 0.0
+    for i, item in enumerate(chunk):
+        w = float(words[item])
+        if i > begin and total + w > budget and (total + w - budget) > (budget - total):
+            batches.append(chunk[begin:i])
+            begin, total = i, 0.0
+        total += w
+    batches.append(chunk[begin:])
+    return batches
 
 
 def sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[np.ndarray]:

@@ -8,10 +8,11 @@ from typing import Any
 from unitrans.errors import UnitransError
 
 LOSS_WEIGHTINGS = ("batch", "word")
+BATCH_BY = ("sentences", "words")
 
-# Fields added after caches existed enter `results_key` only when they differ from these defaults, so a
-# model trained before the field existed keeps its key (its weights are what the default gives).
-_KEY_ONLY_IF_CHANGED = {"loss_weighting": "batch"}
+# Fields added after caches existed enter `results_key` only when they differ from the value they had
+# before they existed, so a model trained then keeps its key (its weights are what that value gives).
+_KEY_ONLY_IF_CHANGED = {"loss_weighting": "batch", "batch_by": "sentences"}
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,17 @@ class TrainConfig:
     )
     epochs: int = field(default=3, metadata={"help": "Passes over the training data."})
     lr: float = field(default=5e-5, metadata={"help": "Peak learning rate (teachers 5e-5, student 1e-4)."})
-    batch_size: int = field(default=32, metadata={"help": "Windows (sentences) per optimizer step."})
+    batch_size: int = field(
+        default=32,
+        metadata={"help": "Windows (sentences) per optimizer step; with batch_by=words, on average."},
+    )
+    batch_by: str = field(
+        default="sentences",
+        metadata={
+            "help": "sentences: batch_size length-sorted windows per step; words: length-sorted batches "
+            "of about batch_size × the mean words per window, as many words as a random batch holds."
+        },
+    )
     warmup_ratio: float = field(default=0.1, metadata={"help": "Share of steps for linear warm-up."})
     weight_decay: float = field(
         default=0.01, metadata={"help": "AdamW weight decay (not on biases or LayerNorm)."}
@@ -76,6 +87,7 @@ class TrainConfig:
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (self.save_every >= 1, "save_every must be >= 1"),
             (self.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {LOSS_WEIGHTINGS}"),
+            (self.batch_by in BATCH_BY, f"batch_by must be one of {BATCH_BY}"),
         ]
         for ok, message in checks:
             if not ok:

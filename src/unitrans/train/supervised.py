@@ -3,8 +3,9 @@
 The paper's recipe (AdamW, decay 0.01 except biases/LayerNorm, 10% linear warm-up then linear decay,
 clip 1.0, batch 32, 3 epochs), made fast on a CPU by: windows computed once; the frozen embeddings and
 bottom layers run once per window and cached (a quarter of the forward and all of the embedding work
-gone from every step); length-bucketed batches with dynamic padding; bf16 autocast with fp32 master
-weights where the hardware has native bf16; the head applied to first subwords only.
+gone from every step); length-bucketed batches with dynamic padding (cut by words, see `batching`);
+bf16 autocast with fp32 master weights where the hardware has native bf16; the head applied to first
+subwords only.
 
 Differences from the Hugging Face Trainer recipe, on purpose: the frozen layers run without dropout
 (that is what makes them cacheable; `frozen_dropout=True` restores it and gives up the cache), and no
@@ -39,7 +40,7 @@ from unitrans.model.tagger import (
 )
 from unitrans.model.windows import Window, make_windows
 from unitrans.train import resume
-from unitrans.train.batching import bucketed_batches, flat_positions, pad_ids, sorted_batches, steps_per_epoch
+from unitrans.train.batching import bucketed_batches, flat_positions, pad_ids, sorted_batches
 from unitrans.train.config import TrainConfig
 from unitrans.train.flat_grads import FlatGrads
 from unitrans.train.targets import word_targets
@@ -150,12 +151,19 @@ def train_tagger(
     cache = _cache_frozen(model, windows, k, pad_id, device, bf16, progress) if cacheable else None
     prep_seconds = time.perf_counter() - t0
 
-    per_epoch = steps_per_epoch(len(windows), config.batch_size)
-    # Length-bucketed batches hold very different numbers of words (32 headlines vs 32 long sentences),
-    # so a per-batch mean gives a word in a short batch many times the weight of one in a long batch;
-    # "word" weighting rescales each batch's mean by its share of words, as random batches would have it.
-    mean_words = sum(len(w.positions) for w in windows) / per_epoch
-    total = per_epoch * config.epochs
+    # Every epoch's batches are a pure function of (seed, epoch): planned up front for the schedule's length.
+    lengths = [len(w) for w in windows]
+    words = [len(w.positions) for w in windows] if config.batch_by == "words" else None
+    plan = [
+        bucketed_batches(lengths, config.batch_size, seed=config.seed, epoch=e, words=words)
+        for e in range(config.epochs)
+    ]
+    offsets = np.cumsum([0] + [len(batches) for batches in plan]).tolist()
+    total = offsets[-1]
+    # Length-bucketed batches of `batch_size` hold very different numbers of words (32 headlines vs 32 long
+    # sentences), so a per-batch mean gives a word in a short batch many times the weight of one in a long
+    # batch; "word" weighting rescales each batch's mean by its share of words, as random batches would.
+    mean_words = sum(len(w.positions) for w in windows) / len(plan[0])
     trainable = [p for p in model.parameters() if p.requires_grad]
     grads = FlatGrads(trainable)
     flat_ok = True
@@ -168,12 +176,9 @@ def train_tagger(
     tokens_done, loss_ema = 0, None
     t_train = time.perf_counter()
     bar = tqdm(total=total, initial=start, desc="training", unit="step", disable=not progress)
-    for epoch in range(start // per_epoch, config.epochs):
-        batches = bucketed_batches(
-            [len(w) for w in windows], config.batch_size, seed=config.seed, epoch=epoch
-        )
+    for epoch, batches in enumerate(plan):
         for i, batch in enumerate(batches):
-            step = epoch * per_epoch + i
+            step = offsets[epoch] + i
             if step < start:
                 continue
             rows = [windows[j] for j in batch]
@@ -214,7 +219,7 @@ def train_tagger(
                 loss=f"{loss_ema:.4f}", tok_s=f"{tokens_done / (time.perf_counter() - t_train):.0f}"
             )
             done = step + 1
-            if done < total and (done % config.save_every == 0 or done % per_epoch == 0):
+            if done < total and (done % config.save_every == 0 or done in offsets):
                 resume.save_state(
                     out_dir, model=model, optimizer=optimizer, scheduler=scheduler, step=done, key=key
                 )
