@@ -109,3 +109,26 @@ def test_casing_reaches_the_translation_key_and_is_validated():
     assert casing(default, es) == "target" and casing(source, de) == "source"
     with pytest.raises(UnitransError, match="expected casing among"):
         make_config("paper", targets=("de",), casing="title")
+
+
+def test_training_batches_and_loss_weighting_reach_every_training_and_are_validated():
+    from unitrans.pipeline.stages import train_config
+    from unitrans.train.config import TrainConfig
+
+    default = make_config("paper", targets=("de",))
+    assert default.batch_by == TrainConfig().batch_by
+    assert default.loss_weighting == TrainConfig().loss_weighting
+    set_ = make_config("paper", targets=("de",), **parse_settings(["batch_by=words", "loss_weighting=word"]))
+    tc = train_config(set_, lr=1e-4, epochs=1, seed=1)
+    assert (tc.batch_by, tc.loss_weighting) == ("words", "word")
+    key = tc.results_key()
+    assert key["batch_by"] == "words" and key["loss_weighting"] == "word"
+    legacy = make_config(
+        "paper", targets=("de",), **parse_settings(["batch_by=sentences", "loss_weighting=batch"])
+    )
+    # the values from before these settings existed keep the old cache keys
+    assert "batch_by" not in train_config(legacy, lr=1e-4, epochs=1, seed=1).results_key()
+    with pytest.raises(UnitransError, match="expected batch_by among"):
+        make_config("paper", targets=("de",), batch_by="tokens")
+    with pytest.raises(UnitransError, match="expected loss_weighting among"):
+        make_config("paper", targets=("de",), loss_weighting="sentence")

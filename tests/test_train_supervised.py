@@ -68,8 +68,9 @@ class Interrupt(Exception):
     pass
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tiny_encoder_dir, tmp_path):
-    cfg = config(tiny_encoder_dir, save_every=3, epochs=3)
+@pytest.mark.parametrize("batch_by", ["sentences", "words"])
+def test_interrupted_run_resumes_to_the_same_weights(tiny_encoder_dir, tmp_path, batch_by):
+    cfg = config(tiny_encoder_dir, save_every=3, epochs=3, batch_by=batch_by)
     full = weights(train_tagger(TRAIN, tmp_path / "full", cfg, progress=False))
 
     calls = 0
@@ -159,3 +160,14 @@ def test_loss_weighting_enters_the_key_only_when_changed():
     assert TrainConfig(loss_weighting="word").results_key()["loss_weighting"] == "word"
     with pytest.raises(UnitransError, match="loss_weighting must be one of"):
         TrainConfig(loss_weighting="sentence")
+
+
+def test_batch_by_words_trains_other_weights_and_enters_the_key(tiny_encoder_dir, tmp_path):
+    assert "batch_by" not in TrainConfig(batch_by="sentences").results_key()
+    assert TrainConfig(batch_by="words").results_key()["batch_by"] == "words"
+    with pytest.raises(UnitransError, match="batch_by must be one of"):
+        TrainConfig(batch_by="tokens")
+    a = weights(train_tagger(TRAIN, tmp_path / "s", config(tiny_encoder_dir, epochs=1), progress=False))
+    cfg = config(tiny_encoder_dir, epochs=1, batch_by="words")
+    b = weights(train_tagger(TRAIN, tmp_path / "w", cfg, progress=False))
+    assert not torch.equal(a["classifier.weight"], b["classifier.weight"])

@@ -16,6 +16,7 @@ from typing import Any
 
 from unitrans.errors import UnitransError
 from unitrans.pipeline.variants import VARIANTS, check_variants
+from unitrans.train.config import BATCH_BY, LOSS_WEIGHTINGS, TrainConfig
 
 DEFAULT_DATA_DIR = Path(os.environ.get("UNITRANS_DATA_DIR", "../shared/data/conll"))
 MAIN_VARIANTS = ("src", "trans", "teach", "unitrans")
@@ -44,6 +45,14 @@ class PipelineConfig:
     teacher_lr: float = field(default=5e-5, metadata=_help("Learning rate of the teacher models."))
     student_lr: float = field(default=1e-4, metadata=_help("Learning rate of the student."))
     batch_size: int = field(default=32, metadata=_help("Sentences per training batch."))
+    batch_by: str = field(
+        default=TrainConfig.batch_by,
+        metadata=_help("Training batches cut at batch_size sentences, or at as many words (see train)."),
+    )
+    loss_weighting: str = field(
+        default=TrainConfig.loss_weighting,
+        metadata=_help("batch: mean loss per batch; word: every word weighs the same (see train)."),
+    )
     max_length: int = field(default=128, metadata=_help("Subword window length."))
     freeze_layers: int = field(default=3, metadata=_help("Bottom encoder layers kept frozen."))
     max_source_sentences: int = field(
@@ -99,6 +108,12 @@ class PipelineConfig:
 
         if self.casing not in CASINGS:
             raise UnitransError(f"expected casing among {', '.join(CASINGS)}, found {self.casing!r}")
+        if self.batch_by not in BATCH_BY:
+            raise UnitransError(f"expected batch_by among {', '.join(BATCH_BY)}, found {self.batch_by!r}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise UnitransError(
+                f"expected loss_weighting among {', '.join(LOSS_WEIGHTINGS)}, found {self.loss_weighting!r}"
+            )
         if self.workers < 0:
             raise UnitransError(f"expected workers ≥ 0 (0 = auto), found {self.workers}")
         if self.max_length < 8:

@@ -135,6 +135,8 @@ def train_config(config: PipelineConfig, *, lr: float, epochs: int, seed: int) -
         epochs=epochs,
         lr=lr,
         batch_size=config.batch_size,
+        batch_by=config.batch_by,
+        loss_weighting=config.loss_weighting,
         seed=seed,
         max_length=config.max_length,
         freeze_layers=config.freeze_layers,
