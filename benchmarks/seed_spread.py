@@ -6,16 +6,19 @@ settings) with each recipe and each seed, and reports English dev F1 (the only s
 choice), English test F1 and the target test F1s (conlleval mode, after constrained Viterbi), with mean and
 sample standard deviation per recipe.
 
-Recipes:
-- `unitrans`: `train_tagger` with its defaults (bf16 autocast where native, frozen-layer cache,
-  length-bucketed batches, windows instead of truncation).
-- `unitrans-fp32`: the same in fp32.
-- `unitrans-frozen-dropout`: dropout inside the frozen layers too, as the HF recipe has (so no frozen-layer
-  cache).
-- `unitrans-word`: `loss_weighting="word"`: each length-bucketed batch's mean loss is scaled by its share
-  of the words, so every word weighs the same, as with the HF recipe's random batches.
+Recipes (each pins the batching settings, so a recipe name means the same run whatever the defaults):
+- `unitrans`: `train_tagger` with today's defaults (bf16 autocast where native, frozen-layer cache,
+  length-sorted batches cut at a word budget, every word the same weight, windows instead of truncation).
+- `unitrans-batch`: the first defaults: length-sorted batches of 32 sentences, mean loss per batch
+  (`batch_by="sentences"`, `loss_weighting="batch"`).
+- `unitrans-fp32`: `unitrans-batch` in fp32.
+- `unitrans-frozen-dropout`: `unitrans-batch` with dropout inside the frozen layers too, as the HF recipe
+  has (so no frozen-layer cache).
+- `unitrans-word`: `unitrans-batch` with `loss_weighting="word"`: each batch's mean loss is scaled by its
+  share of the words, so every word weighs the same, as with the HF recipe's random batches.
 - `unitrans-words-batch`: `word` weighting and `batch_by="words"`: length-sorted batches cut at about
-  32 × the mean words per sentence, so each step also sees as many words as a random batch.
+  32 × the mean words per sentence, so each step also sees as many words as a random batch. The same
+  settings as `unitrans` since they became the defaults.
 - `hf`: `AutoModelForTokenClassification` + `Trainer` + `DataCollatorForTokenClassification`, fp32, the
   same hyper-parameters and frozen layers, 128-subword truncation (truncated words are tagged "O").
 
@@ -40,6 +43,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 EVAL_SETS = ("en/dev", "en/test")
 RECIPES = (
     "unitrans",
+    "unitrans-batch",
     "unitrans-fp32",
     "unitrans-frozen-dropout",
     "unitrans-word",
@@ -62,11 +66,14 @@ def run_unitrans(args, train, evals, seed: int, recipe: str) -> dict:
     from unitrans.train.supervised import TrainConfig, train_tagger
 
     fp32 = recipe == "unitrans-fp32"
-    word = recipe in ("unitrans-word", "unitrans-words-batch")
+    batch_by, weighting = {
+        "unitrans": ("words", "word"),
+        "unitrans-words-batch": ("words", "word"),
+        "unitrans-word": ("sentences", "word"),
+    }.get(recipe, ("sentences", "batch"))
     config = TrainConfig(encoder=args.encoder, epochs=args.epochs, seed=seed, bf16=False if fp32 else None,
                          frozen_dropout=recipe == "unitrans-frozen-dropout",
-                         loss_weighting="word" if word else "batch",
-                         batch_by="words" if recipe == "unitrans-words-batch" else "sentences")  # fmt: skip
+                         loss_weighting=weighting, batch_by=batch_by)  # fmt: skip
     t0 = time.perf_counter()
     folder = train_tagger(train, args.work / f"{recipe}-s{seed}", config,
                           progress=not args.quiet)  # fmt: skip

@@ -143,7 +143,7 @@ def test_bad_targets_are_user_errors(tiny_encoder_dir, tmp_path):
 
 def test_word_loss_weighting_rescales_batches_by_their_word_count(tiny_encoder_dir, tmp_path):
     def train(sentences, name, weighting):
-        cfg = config(tiny_encoder_dir, epochs=1, loss_weighting=weighting)
+        cfg = config(tiny_encoder_dir, epochs=1, loss_weighting=weighting, batch_by="sentences")
         return weights(train_tagger(sentences, tmp_path / name, cfg, progress=False))
 
     # Every batch holds the same number of words: the scale is exactly 1, so nothing changes.
@@ -155,19 +155,19 @@ def test_word_loss_weighting_rescales_batches_by_their_word_count(tiny_encoder_d
     assert not torch.equal(c["classifier.weight"], d["classifier.weight"])
 
 
-def test_loss_weighting_enters_the_key_only_when_changed():
-    assert "loss_weighting" not in TrainConfig().results_key()
-    assert TrainConfig(loss_weighting="word").results_key()["loss_weighting"] == "word"
+def test_loss_weighting_enters_the_key_unless_it_has_its_value_from_before_it_existed():
+    assert TrainConfig().results_key()["loss_weighting"] == "word"  # the default since it was measured
+    assert "loss_weighting" not in TrainConfig(loss_weighting="batch").results_key()
     with pytest.raises(UnitransError, match="loss_weighting must be one of"):
         TrainConfig(loss_weighting="sentence")
 
 
 def test_batch_by_words_trains_other_weights_and_enters_the_key(tiny_encoder_dir, tmp_path):
     assert "batch_by" not in TrainConfig(batch_by="sentences").results_key()
-    assert TrainConfig(batch_by="words").results_key()["batch_by"] == "words"
+    assert TrainConfig().results_key()["batch_by"] == "words"
     with pytest.raises(UnitransError, match="batch_by must be one of"):
         TrainConfig(batch_by="tokens")
-    a = weights(train_tagger(TRAIN, tmp_path / "s", config(tiny_encoder_dir, epochs=1), progress=False))
-    cfg = config(tiny_encoder_dir, epochs=1, batch_by="words")
-    b = weights(train_tagger(TRAIN, tmp_path / "w", cfg, progress=False))
+    cfg = config(tiny_encoder_dir, epochs=1, batch_by="sentences")
+    a = weights(train_tagger(TRAIN, tmp_path / "s", cfg, progress=False))
+    b = weights(train_tagger(TRAIN, tmp_path / "w", config(tiny_encoder_dir, epochs=1), progress=False))
     assert not torch.equal(a["classifier.weight"], b["classifier.weight"])

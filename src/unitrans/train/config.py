@@ -29,7 +29,7 @@ class TrainConfig:
         metadata={"help": "Windows (sentences) per optimizer step; with batch_by=words, on average."},
     )
     batch_by: str = field(
-        default="sentences",
+        default="words",
         metadata={
             "help": "sentences: batch_size length-sorted windows per step; words: length-sorted batches "
             "of about batch_size × the mean words per window, as many words as a random batch holds."
@@ -64,7 +64,7 @@ class TrainConfig:
         },
     )
     loss_weighting: str = field(
-        default="batch",
+        default="word",
         metadata={
             "help": "batch: each batch's loss is the mean over its words (the HF recipe); word: every word "
             "weighs the same across length-bucketed batches (loss scaled by words in batch / mean)."
