@@ -39,14 +39,16 @@ def bucketed_batches(
     order = rng.permutation(n)
     lens = np.asarray(lengths)
     span = batch_size * pool
+    counts = None if words is None else np.asarray(words)
+    budget = 0.0 if counts is None else batch_size * float(counts.mean())
     batches: list[np.ndarray] = []
     for start in range(0, n, span):
         chunk = order[start : start + span]
         chunk = chunk[np.argsort(lens[chunk], kind="stable")]
-        if words is None:
+        if counts is None:
             batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
         else:
-            batches.extend(_cut_by_words(chunk, np.asarray(words), batch_size * float(np.mean(words))))
+            batches.extend(_cut_by_words(chunk, counts, budget))
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
