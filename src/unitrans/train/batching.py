@@ -7,9 +7,9 @@ order: batches keep the recipe's size and randomness but are nearly all real tok
 pure function of (seed, epoch), so an interrupted run replays exactly the same batches.
 
 Sorting has a side effect that random batches do not have: 32 headlines hold 50 words, 32 long
-sentences 1,500, so the words per optimizer step vary thirtyfold. `word_budget` cuts the sorted pools by
-words instead (fairseq's `max_tokens`, counted in labelled words): every step then sees about as many
-words as a random batch of `batch_size` sentences would.
+sentences 1,500, so the words per optimizer step vary thirtyfold. Given `words`, `bucketed_batches` cuts
+the sorted pools by words instead (fairseq's `max_tokens`, counted in labelled words): every step
+then sees about as many words as a random batch of `batch_size` sentences would.
 """
 
 from __future__ import annotations
