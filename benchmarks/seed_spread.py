@@ -147,13 +147,35 @@ def summarize(runs: list[dict]) -> dict:
 
 def print_table(summary: dict) -> None:
     names = [n for n in next(iter(summary.values())) if n != "seeds"]
-    print(f"{'recipe':15}" + "".join(f"{n:>15}" for n in names))
+    print(f"{'recipe':24}" + "".join(f"{n:>15}" for n in names))
     for recipe, row in summary.items():
         cells = []
         for n in names:
             m, s = row[n]["mean"], row[n]["std"]
             cells.append(f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else ""))
-        print(f"{recipe:15}" + "".join(f"{c:>15}" for c in cells))
+        print(f"{recipe:24}" + "".join(f"{c:>15}" for c in cells))
+
+
+def merge(paths: list[Path]) -> int:
+    """Pool runs from several calls (other seeds, other machines) into one table.
+
+    A run is kept once per (recipe, seed, machine); each run's machine is printed so that a table never
+    mixes machines silently.
+    """
+    runs: dict[tuple, dict] = {}
+    for path in paths:
+        result = json.loads(path.read_text())
+        for run in result["runs"]:
+            if "error" not in run:
+                runs[(run["recipe"], run["seed"], result["machine"])] = {**run, "machine": result["machine"]}
+    ordered = sorted(runs.values(), key=lambda r: (RECIPES.index(r["recipe"]), r["seed"]))
+    for run in ordered:
+        targets = [v for n, v in run["f1"].items() if not n.startswith("en/")]
+        avg = f"{statistics.fmean(targets):.2f}" if targets else "-"
+        print(f"{run['recipe']:24} seed {run['seed']:>3}  {run['machine']:22} "
+              + " ".join(f"{n}={v:.2f}" for n, v in run["f1"].items()) + f"  target_avg={avg}")  # fmt: skip
+    print_table(summarize(ordered))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     default_data = Path(__file__).resolve().parents[2] / "shared/data/conll"
     parser.add_argument("--data", type=Path, default=default_data)
     parser.add_argument("--work", type=Path, default=Path("/tmp/unitrans-seed-spread"))
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="Where the results go (JSON, rewritten after each run).")
     parser.add_argument("--encoder", default="me5-small")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -170,7 +192,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--langs", nargs="+", default=["es", "nl", "de", "no"])
     parser.add_argument("--limit", type=int, default=0, help="Use only the first N sentences of each file.")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="Train nothing: pool the runs of earlier --out files and print their table.",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge)
+    if args.out is None:
+        parser.error("--out is needed unless --merge is given")
 
     import torch
 
