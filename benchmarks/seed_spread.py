@@ -23,7 +23,9 @@ Recipes (each pins the batching settings, so a recipe name means the same run wh
   same hyper-parameters and frozen layers, 128-subword truncation (truncated words are tagged "O").
 
 Runs on whatever device torch finds (a GPU when there is one). Results are rewritten to --out after every
-run, so an interrupted call keeps what it finished.
+run, so an interrupted call keeps what it finished; each run's word probabilities on every eval set are kept
+under --work (`<recipe>-s<seed>/probs/<lang>-<split>.npz`, `unitrans.model.predict.load_probs`), so
+per-type scores can be compared afterwards. `--merge` pools the runs of several calls into one table.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 EVAL_SETS = ("en/dev", "en/test")
@@ -50,6 +54,13 @@ RECIPES = (
     "unitrans-words-batch",
     "hf",
 )
+
+
+def _keep_probs(folder: Path, name: str, probs, labels) -> None:
+    """Keep each eval set's word probabilities, so per-type scores can be compared after the run."""
+    from unitrans.model.predict import save_probs
+
+    save_probs(folder / "probs" / f"{name.replace('/', '-')}.npz", probs, labels, dtype=np.float16)
 
 
 def _f1(gold, probs, labels) -> float:
@@ -84,6 +95,7 @@ def run_unitrans(args, train, evals, seed: int, recipe: str) -> dict:
     for name, gold in evals.items():
         probs = predict_loaded(tagger, tokenizer, gold, max_length=config.max_length,
                                bf16=False if fp32 else None, progress=False)  # fmt: skip
+        _keep_probs(folder, name, probs, labels)
         f1[name] = _f1(gold, probs, labels)
     return {"train_seconds": round(train_s, 1), "f1": f1}
 
@@ -121,6 +133,7 @@ def run_hf(args, train, evals, seed: int) -> dict:
     for name, gold in evals.items():
         out = trainer.predict(encode(tok, gold, label_id))
         probs = word_probs(out.predictions, out.label_ids, gold, labels)
+        _keep_probs(args.work / f"hf-s{seed}", name, probs, labels)
         f1[name] = _f1(gold, probs, labels)
     del trainer, model
     if torch.cuda.is_available():
