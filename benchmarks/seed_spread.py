@@ -177,10 +177,18 @@ def merge(paths: list[Path]) -> int:
     """
     runs: dict[tuple, dict] = {}
     for path in paths:
-        result = json.loads(path.read_text())
-        for run in result["runs"]:
-            if "error" not in run:
-                runs[(run["recipe"], run["seed"], result["machine"])] = {**run, "machine": result["machine"]}
+        try:
+            result = json.loads(path.read_text())
+            machine = result["machine"]
+            for run in result["runs"]:
+                if "error" in run:
+                    continue
+                if run["recipe"] not in RECIPES:
+                    raise ValueError(f"unknown recipe {run['recipe']!r}")
+                runs[(run["recipe"], run["seed"], machine)] = {**run, "machine": machine}
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            print(f"error: {path}: expected a seed_spread.py --out file ({err!r})", file=sys.stderr)
+            return 2
     ordered = sorted(runs.values(), key=lambda r: (RECIPES.index(r["recipe"]), r["seed"]))
     for run in ordered:
         targets = [v for n, v in run["f1"].items() if not n.startswith("en/")]

@@ -49,3 +49,12 @@ def test_summarize_skips_english_in_the_target_average(seed_spread) -> None:
     runs = [{"recipe": "hf", "seed": 1, "f1": {"en/dev": 99.0, "en/test": 98.0, "es/test": 50.0}}]
     summary = seed_spread.summarize(runs)
     assert summary["hf"]["target_avg"] == {"mean": 50.0, "std": None}
+
+
+def test_merge_of_a_bad_file_is_one_line_and_exit_2(seed_spread, tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"runs": [{"seed": 1}]}')
+    assert seed_spread.main(["--merge", str(bad)]) == 2
+    assert seed_spread.main(["--merge", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
