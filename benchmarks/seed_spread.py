@@ -19,6 +19,10 @@ Recipes (each pins the batching settings, so a recipe name means the same run wh
 - `unitrans-words-batch`: `word` weighting and `batch_by="words"`: length-sorted batches cut at about
   32 × the mean words per sentence, so each step also sees as many words as a random batch. The same
   settings as `unitrans` since they became the defaults.
+- `unitrans-avg-third`, `unitrans-avg-two-thirds`: `unitrans` with the saved weights averaged over the
+  last third or two thirds of the steps (`TrainConfig.average_last`). `--recipes unitrans-tails` trains
+  `unitrans` once and scores three models from that one run: the last step's weights (`unitrans`) and
+  both averages, so the comparison is paired seed by seed.
 - `hf`: `AutoModelForTokenClassification` + `Trainer` + `DataCollatorForTokenClassification`, fp32, the
   same hyper-parameters and frozen layers, 128-subword truncation (truncated words are tagged "O").
 
@@ -52,8 +56,12 @@ RECIPES = (
     "unitrans-frozen-dropout",
     "unitrans-word",
     "unitrans-words-batch",
+    "unitrans-avg-third",
+    "unitrans-avg-two-thirds",
     "hf",
 )
+# Weight averages kept from one `unitrans` run by `--recipes unitrans-tails` (recipe name -> share of steps).
+TAILS = {"unitrans-avg-third": 1 / 3, "unitrans-avg-two-thirds": 2 / 3}
 
 
 def _keep_probs(folder: Path, name: str, probs, labels) -> None:
@@ -98,6 +106,43 @@ def run_unitrans(args, train, evals, seed: int, recipe: str) -> dict:
         _keep_probs(folder, name, probs, labels)
         f1[name] = _f1(gold, probs, labels)
     return {"train_seconds": round(train_s, 1), "f1": f1}
+
+
+def run_tails(args, train, evals, seed: int) -> list[dict]:
+    """One `unitrans` training; its last-step weights and each tail average scored as separate recipes."""
+    from unitrans.model.predict import model_labels, predict_loaded
+    from unitrans.model.tagger import load_tagger
+    from unitrans.train.averaging import TailAverage
+    from unitrans.train.supervised import TrainConfig, train_tagger
+
+    averages: dict[str, TailAverage] = {}
+
+    def keep(done: int, total: int, model) -> None:
+        if not averages:
+            averages.update({name: TailAverage(model, total, share) for name, share in TAILS.items()})
+        for average in averages.values():
+            average.update(done)
+
+    config = TrainConfig(encoder=args.encoder, epochs=args.epochs, seed=seed)
+    t0 = time.perf_counter()
+    folder = train_tagger(train, args.work / f"unitrans-s{seed}", config,
+                          progress=not args.quiet, on_step=keep)  # fmt: skip
+    train_s = time.perf_counter() - t0
+    if not averages:
+        raise RuntimeError(f"{folder} was already trained: the averages need a fresh --work folder")
+    labels = model_labels(folder)
+    runs = []
+    for recipe in ("unitrans", *TAILS):
+        tagger, tokenizer = load_tagger(folder)
+        if recipe in averages:
+            averages[recipe].copy_to(tagger)
+        f1 = {}
+        for name, gold in evals.items():
+            probs = predict_loaded(tagger, tokenizer, gold, max_length=config.max_length, progress=False)
+            _keep_probs(args.work / f"{recipe}-s{seed}", name, probs, labels)
+            f1[name] = _f1(gold, probs, labels)
+        runs.append({"recipe": recipe, "seed": seed, "train_seconds": round(train_s, 1), "f1": f1})
+    return runs
 
 
 def run_hf(args, train, evals, seed: int) -> dict:
@@ -208,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder", default="me5-small")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--recipes", nargs="+", choices=RECIPES,
+    parser.add_argument("--recipes", nargs="+", choices=[*RECIPES, "unitrans-tails"],
                         default=["hf", "unitrans"])  # fmt: skip
     parser.add_argument("--langs", nargs="+", default=["es", "nl", "de", "no"])
     parser.add_argument("--limit", type=int, default=0, help="Use only the first N sentences of each file.")
@@ -248,13 +293,17 @@ def main(argv: list[str] | None = None) -> int:
         for recipe in args.recipes:
             try:
                 if recipe == "hf":
-                    run = run_hf(args, train, evals, seed)
+                    runs = [{"recipe": recipe, "seed": seed, **run_hf(args, train, evals, seed)}]
+                elif recipe == "unitrans-tails":
+                    runs = run_tails(args, train, evals, seed)
                 else:
                     run = run_unitrans(args, train, evals, seed, recipe)
+                    runs = [{"recipe": recipe, "seed": seed, **run}]
             except Exception:  # a benchmark keeps going: the other recipes' runs still count
-                run = {"error": traceback.format_exc()}
-            result["runs"].append({"recipe": recipe, "seed": seed, **run})
-            print(json.dumps(result["runs"][-1]), flush=True)
+                runs = [{"recipe": recipe, "seed": seed, "error": traceback.format_exc()}]
+            for run in runs:
+                result["runs"].append(run)
+                print(json.dumps(run), flush=True)
             result["summary"] = summarize([r for r in result["runs"] if "error" not in r])
             tmp = args.out.with_name(args.out.name + ".tmp")
             tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -35,6 +35,7 @@ def train(
         _DEFAULTS.loss_weighting, "--loss-weighting", help=_help("loss_weighting")
     ),
     batch_by: str = typer.Option(_DEFAULTS.batch_by, "--batch-by", help=_help("batch_by")),
+    average_last: float = typer.Option(_DEFAULTS.average_last, "--average-last", help=_help("average_last")),
     device: str | None = typer.Option(None, "--device", help=_help("device")),
     init: Path | None = typer.Option(
         None,
@@ -58,6 +59,7 @@ def train(
         device=device,
         loss_weighting=loss_weighting,
         batch_by=batch_by,
+        average_last=average_last,
     )
     sentences = read_conll(train_file)
     folder = train_tagger(sentences, out, config, init=init)

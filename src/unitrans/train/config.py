@@ -12,7 +12,7 @@ BATCH_BY = ("sentences", "words")
 
 # Fields added after caches existed enter `results_key` only when they differ from the value they had
 # before they existed, so a model trained then keeps its key (its weights are what that value gives).
-_KEY_ONLY_IF_CHANGED = {"loss_weighting": "batch", "batch_by": "sentences"}
+_KEY_ONLY_IF_CHANGED = {"loss_weighting": "batch", "batch_by": "sentences", "average_last": 0.0}
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,13 @@ class TrainConfig:
             "weighs the same across length-bucketed batches (loss scaled by words in batch / mean)."
         },
     )
+    average_last: float = field(
+        default=0.0,
+        metadata={
+            "help": "Save the mean of the weights over this last share of the steps (checkpoint averaging, "
+            "Schmidt et al. 2023); 0 = the last step's weights."
+        },
+    )
     save_every: int = field(
         default=200, metadata={"help": "Optimizer steps between resume states (also saved each epoch)."}
     )
@@ -85,6 +92,7 @@ class TrainConfig:
             (self.freeze_layers >= 0, "freeze_layers must be >= 0"),
             (self.max_length >= 8, "max_length must be >= 8"),
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+            (0 <= self.average_last <= 1, "average_last must be in [0, 1]"),
             (self.save_every >= 1, "save_every must be >= 1"),
             (self.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {LOSS_WEIGHTINGS}"),
             (self.batch_by in BATCH_BY, f"batch_by must be one of {BATCH_BY}"),

@@ -1,7 +1,8 @@
 """Resume state of an interrupted training: trainable weights, optimizer, scheduler and step.
 
-Only what training changes is stored (the frozen embeddings and bottom layers come back from the encoder
-or `--init` folder), which keeps the file ~4x smaller than a full checkpoint for me5-small. Batch order
+Only what training changes is stored, plus the running weight average if there is one (the frozen
+embeddings and bottom layers come back from the encoder or `--init` folder), which keeps the file ~4x
+smaller than a full checkpoint for me5-small. Batch order
 and dropout are pure functions of (seed, epoch, step), so the step count is all the RNG state needed.
 Writes are atomic (temp file + rename): a crash mid-save leaves the previous state intact.
 """
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from unitrans.train.averaging import TailAverage
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ def save_state(
     scheduler: Any,
     step: int,
     key: str,
+    average: TailAverage | None = None,
 ) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {
@@ -60,6 +64,7 @@ def save_state(
         "trainable": trainable_state(model),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "average": None if average is None else average.state_dict(),
     }
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{STATE_FILE}.")
     os.close(fd)
@@ -73,7 +78,13 @@ def save_state(
 
 
 def load_state(
-    out_dir: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, key: str
+    out_dir: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    key: str,
+    average: TailAverage | None = None,
 ) -> int:
     """Restore a matching resume state; returns the step to continue from (0 when there is none)."""
     path = out_dir / STATE_FILE
@@ -89,6 +100,8 @@ def load_state(
             params[name].copy_(value)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if average is not None and state.get("average") is not None:
+        average.load_state_dict(state["average"])
     logger.info("resuming from step %d (%s)", state["step"], path)
     return int(state["step"])
 

@@ -5,7 +5,7 @@ clip 1.0, batch 32, 3 epochs), made fast on a CPU by: windows computed once; the
 bottom layers run once per window and cached (a quarter of the forward and all of the embedding work
 gone from every step); length-bucketed batches with dynamic padding (cut by words, see `batching`);
 bf16 autocast with fp32 master weights where the hardware has native bf16; the head applied to first
-subwords only.
+subwords only. Optionally the saved weights are the mean over the run's last steps (`averaging`).
 
 Differences from the Hugging Face Trainer recipe, on purpose: the frozen layers run without dropout
 (that is what makes them cacheable; `frozen_dropout=True` restores it and gives up the cache), and no
@@ -40,16 +40,18 @@ from unitrans.model.tagger import (
 )
 from unitrans.model.windows import Window, make_windows
 from unitrans.train import resume
+from unitrans.train.averaging import TailAverage
 from unitrans.train.batching import bucketed_batches, flat_positions, pad_ids, sorted_batches
 from unitrans.train.config import TrainConfig
 from unitrans.train.flat_grads import FlatGrads
 from unitrans.train.targets import word_targets
 
-__all__ = ["TrainConfig", "WordLoss", "cross_entropy_loss", "train_tagger"]
+__all__ = ["StepHook", "TrainConfig", "WordLoss", "cross_entropy_loss", "train_tagger"]
 
 logger = logging.getLogger(__name__)
 
 WordLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+StepHook = Callable[[int, int, torch.nn.Module], None]
 
 
 def cross_entropy_loss(logits: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor | None) -> torch.Tensor:
@@ -113,8 +115,13 @@ def train_tagger(
     soft_targets: Sequence[np.ndarray] | None = None,
     loss_fn: WordLoss | None = None,
     progress: bool = True,
+    on_step: StepHook | None = None,
 ) -> Path:
-    """Train and save a checkpoint folder; resumes from `out_dir`'s state file if a run was interrupted."""
+    """Train and save a checkpoint folder; resumes from `out_dir`'s state file if a run was interrupted.
+
+    `on_step(done, total, model)` is called after every optimizer step (benchmarks use it to keep weight
+    averages of several spans from one run); it is not called for steps skipped on resume.
+    """
     started = time.perf_counter()
     out_dir = Path(out_dir)
     labels = list(labels)
@@ -170,7 +177,10 @@ def train_tagger(
     # fused: one kernel per step instead of ~10 small ops per parameter (each a thread sync on a CPU)
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, fused=True)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total), total)
-    start = resume.load_state(out_dir, model=model, optimizer=optimizer, scheduler=scheduler, key=key)
+    average = TailAverage(model, total, config.average_last) if config.average_last > 0 else None
+    start = resume.load_state(
+        out_dir, model=model, optimizer=optimizer, scheduler=scheduler, key=key, average=average
+    )
 
     model.train()
     tokens_done, loss_ema = 0, None
@@ -219,12 +229,17 @@ def train_tagger(
                 loss=f"{loss_ema:.4f}", tok_s=f"{tokens_done / (time.perf_counter() - t_train):.0f}"
             )
             done = step + 1
+            if average is not None:
+                average.update(done)
+            if on_step is not None:
+                on_step(done, total, model)
             if done < total and (done % config.save_every == 0 or done in offsets):
-                resume.save_state(
-                    out_dir, model=model, optimizer=optimizer, scheduler=scheduler, step=done, key=key
-                )
+                resume.save_state(out_dir, model=model, optimizer=optimizer, scheduler=scheduler,
+                                  step=done, key=key, average=average)  # fmt: skip
     bar.close()
     train_seconds = time.perf_counter() - t_train
+    if average is not None:
+        average.copy_to(model)
 
     metadata = {
         "labels": labels,
