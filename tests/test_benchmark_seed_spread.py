@@ -58,3 +58,32 @@ def test_merge_of_a_bad_file_is_one_line_and_exit_2(seed_spread, tmp_path, capsy
     assert seed_spread.main(["--merge", str(tmp_path / "missing.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+
+
+def test_tails_score_the_plain_run_and_its_averages_from_one_training(seed_spread, tmp_path) -> None:
+    from conftest import build_tiny_encoder
+    from unitrans.model.predict import load_probs
+
+    encoder = build_tiny_encoder(tmp_path / "encoder", layers=4)  # the recipes freeze 3 layers
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "model"
+    data = tmp_path / "data"
+    for name, source in [("en/train", "train"), ("en/dev", "test"), ("en/test", "test"), ("es/test", "test")]:
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / f"{name}.txt").write_text((fixtures / f"{source}.txt").read_text())
+    common = ["--data", str(data), "--encoder", str(encoder), "--seeds", "3", "--epochs", "6",
+              "--langs", "es", "--quiet"]  # fmt: skip
+    assert seed_spread.main([*common, "--recipes", "unitrans-tails", "--out", str(tmp_path / "t.json"),
+                             "--work", str(tmp_path / "t")]) == 0  # fmt: skip
+    assert seed_spread.main([*common, "--recipes", "unitrans", "--out", str(tmp_path / "u.json"),
+                             "--work", str(tmp_path / "u")]) == 0  # fmt: skip
+    runs = json.loads((tmp_path / "t.json").read_text())["runs"]
+    assert [r["recipe"] for r in runs] == ["unitrans", "unitrans-avg-third", "unitrans-avg-two-thirds"]
+    assert all("error" not in r for r in runs)
+
+    def probs(folder: Path):
+        return load_probs(folder / "probs" / "es-test.npz")[0]
+
+    plain, alone = probs(tmp_path / "t" / "unitrans-s3"), probs(tmp_path / "u" / "unitrans-s3")
+    third = probs(tmp_path / "t" / "unitrans-avg-third-s3")
+    assert all((a == b).all() for a, b in zip(plain, alone, strict=True))  # the paired run is today's default
+    assert any((a != b).any() for a, b in zip(plain, third, strict=True))

@@ -53,6 +53,10 @@ class PipelineConfig:
         default=TrainConfig.loss_weighting,
         metadata=_help("batch: mean loss per batch; word: every word weighs the same (see train)."),
     )
+    average_last: float = field(
+        default=TrainConfig.average_last,
+        metadata=_help("Models keep the mean of their weights over this last share of steps (see train)."),
+    )
     max_length: int = field(default=128, metadata=_help("Subword window length."))
     freeze_layers: int = field(default=3, metadata=_help("Bottom encoder layers kept frozen."))
     max_source_sentences: int = field(
@@ -114,6 +118,8 @@ class PipelineConfig:
             raise UnitransError(
                 f"expected loss_weighting among {', '.join(LOSS_WEIGHTINGS)}, found {self.loss_weighting!r}"
             )
+        if not 0 <= self.average_last <= 1:
+            raise UnitransError(f"expected average_last in [0, 1], found {self.average_last}")
         if self.workers < 0:
             raise UnitransError(f"expected workers ≥ 0 (0 = auto), found {self.workers}")
         if self.max_length < 8:

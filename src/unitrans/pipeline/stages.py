@@ -137,6 +137,7 @@ def train_config(config: PipelineConfig, *, lr: float, epochs: int, seed: int) -
         batch_size=config.batch_size,
         batch_by=config.batch_by,
         loss_weighting=config.loss_weighting,
+        average_last=config.average_last,
         seed=seed,
         max_length=config.max_length,
         freeze_layers=config.freeze_layers,
