@@ -132,3 +132,13 @@ def test_training_batches_and_loss_weighting_reach_every_training_and_are_valida
         make_config("paper", targets=("de",), batch_by="tokens")
     with pytest.raises(UnitransError, match="expected loss_weighting among"):
         make_config("paper", targets=("de",), loss_weighting="sentence")
+
+
+def test_average_last_reaches_every_training_and_is_checked():
+    from unitrans.pipeline.stages import train_config
+
+    config = make_config(targets=("es",), **parse_settings(["average_last=0.25"]))
+    assert train_config(config, lr=1e-4, epochs=1, seed=7).average_last == 0.25
+    assert train_config(make_config(targets=("es",)), lr=1e-4, epochs=1, seed=7).average_last == 0.0
+    with pytest.raises(UnitransError, match="average_last"):
+        make_config(targets=("es",), average_last=2.0)

@@ -80,3 +80,13 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys):
         == 2
     )
     np.testing.assert_equal(True, True)
+
+
+def test_average_last_option_reaches_the_saved_config(tiny_encoder_dir, tmp_path, capsys):
+    base = ["train", "--train", str(FIXTURES / "train.txt"), "--encoder", str(tiny_encoder_dir),
+            "--epochs", "2", "--freeze-layers", "1"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "avg"), "--average-last", "0.5"]) == 0
+    meta = json.loads((tmp_path / "avg" / "unitrans.json").read_text())
+    assert meta["config"]["average_last"] == 0.5
+    assert main([*base, "--out", str(tmp_path / "bad"), "--average-last", "1.5"]) == 2
+    assert "average_last must be in [0, 1]" in capsys.readouterr().err
