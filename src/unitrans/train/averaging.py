@@ -5,8 +5,9 @@ checkpoint. Averaging the weights over the last part of a run is a model-selecti
 flatter region, which Schmidt et al. found to help zero-shot NER transfer consistently. Here the average is
 the uniform mean of the weights after each of the last `share` of optimizer steps: one fp32 add per
 trainable parameter and step, no extra forward pass. Written by hand because torch's `AveragedModel`
-copies the whole model (frozen embeddings included, 4x the memory for me5-small) and keeps no resumable
-state of its own.
+deep-copies the whole model, frozen embeddings included (about seven times the trainable weights for
+me5-small). On Θsrc with the paper's linear decay it lost on English dev (benchmarks/README.md, "Tail
+averaging"), so it is off by default.
 """
 
 from __future__ import annotations
