@@ -7,6 +7,7 @@ with exit code 2.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -18,6 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer
 
 from unitrans import __version__
+from unitrans.atomic import os_error_line
 from unitrans.commands import data, encoder, evaluate, run, train, translate
 from unitrans.errors import UnitransError
 
@@ -54,6 +56,16 @@ for _module in (data, evaluate, encoder, train, translate, run):
     _module.register(app)
 
 
+ENVIRONMENT_ERRNOS = frozenset(
+    {
+        errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP,
+        errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EIO, errno.ENOENT,
+    }
+)  # fmt: skip
+"""OS errors caused by the machine or the paths the user gave (full disk, permissions, symlink loops):
+one line and exit 2, wherever in the work they surface."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of raising SystemExit (handy in tests)."""
     command = typer.main.get_command(app)
@@ -62,9 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     except UnitransError as err:
         print(f"unitrans: error: {err}", file=sys.stderr)
         return err.exit_code
-    except typer.Abort:
-        print("unitrans: aborted", file=sys.stderr)
+    except (typer.Abort, KeyboardInterrupt):
+        print("unitrans: interrupted; finished stages are cached, a rerun resumes", file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno not in ENVIRONMENT_ERRNOS:
+            raise  # not the user's machine: a bug, keep the traceback
+        print(f"unitrans: error: {os_error_line(err)}", file=sys.stderr)
+        return 2
     except typer.Exit as err:
         return err.exit_code
     except typer.TyperException as err:  # usage errors; typer vendors click's exception classes
