@@ -9,3 +9,53 @@ def test_version(capsys):
 
 def test_unknown_command_is_a_usage_error(capsys):
     assert main(["no-such-command"]) == 2
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
+    import unitrans.commands.evaluate as command
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "evaluate_files", interrupted)
+    assert main(["evaluate", "--pred", str(tmp_path / "p.txt")]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("unitrans: interrupted")
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_real_sigint_while_waiting_for_input(tmp_path):
+    """A real Ctrl-C (SIGINT) while the command blocks on a FIFO: one message, exit 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fifo = tmp_path / "pred.fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from unitrans.cli import main; sys.exit(main(sys.argv[1:]))",
+         "evaluate", "--pred", str(fifo)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3)  # imports done, blocked opening the FIFO
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "unitrans: interrupted" in err
+
+
+def test_environment_os_error_is_one_line(monkeypatch, capsys, tmp_path):
+    import errno
+
+    import unitrans.commands.evaluate as command
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.txt"))
+
+    monkeypatch.setattr(command, "evaluate_files", disk_full)
+    assert main(["evaluate", "--pred", str(tmp_path / "p.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"unitrans: error: {tmp_path / 'out.txt'}: no space left on the device"]

@@ -56,6 +56,8 @@ for _module in (data, evaluate, encoder, train, translate, run):
     _module.register(app)
 
 
+INTERRUPTED = "unitrans: interrupted (finished pipeline stages are cached: a rerun resumes)"
+
 ENVIRONMENT_ERRNOS = frozenset(
     {
         errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP,
@@ -74,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     except UnitransError as err:
         print(f"unitrans: error: {err}", file=sys.stderr)
         return err.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        print("unitrans: interrupted; finished stages are cached, a rerun resumes", file=sys.stderr)
+    except typer.Abort:
+        print("unitrans: aborted", file=sys.stderr)
         return 130
     except OSError as err:
         if err.errno not in ENVIRONMENT_ERRNOS:
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"unitrans: error: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 2)
+    if result == 130:  # typer turns Ctrl-C into a return of 130 outside standalone mode; no command does
+        print(INTERRUPTED, file=sys.stderr)
     return result if isinstance(result, int) else 0
 
 
