@@ -15,6 +15,9 @@ import sys
 # Before torch loads libgomp: its default busy-waiting threads cut training throughput ~4x when another
 # process shares the cores (measured 634 -> 140 tokens/s); passive waiting costs nothing when alone.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# transformers draws a "Loading weights" bar on every model load: noise between our stage lines, and it
+# would stand before a one-line load error. Users can turn it back on by setting the variable to 0.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import typer
 
