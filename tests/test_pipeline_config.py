@@ -142,3 +142,84 @@ def test_average_last_reaches_every_training_and_is_checked():
     assert train_config(make_config(targets=("es",)), lr=1e-4, epochs=1, seed=7).average_last == 0.0
     with pytest.raises(UnitransError, match="average_last"):
         make_config(targets=("es",), average_last=2.0)
+
+
+# NaN and ±inf: rejected in every float setting, once, by the config dataclasses' own validation.
+
+
+def _float_fields(cls) -> list[str]:
+    from dataclasses import fields
+
+    return [f.name for f in fields(cls) if "float" in str(f.type)]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_every_float_setting_of_the_pipeline_rejects_non_finite_values(value):
+    from unitrans.pipeline.config import PipelineConfig
+
+    names = _float_fields(PipelineConfig)
+    assert {"eta", "teacher_lr", "student_lr", "average_last"} <= set(names)
+    for name in names:
+        with pytest.raises(UnitransError) as err:
+            make_config("paper", targets=("es",), **parse_settings([f"{name}={value}"]))
+        assert str(err.value) == f"expected {name} to be a finite number, found {value}"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_every_float_setting_of_training_and_translation_rejects_non_finite_values(value):
+    from unitrans.train.config import TrainConfig
+    from unitrans.translate.alignment import AlignConfig
+    from unitrans.translate.word_translation import TranslateConfig
+
+    for cls in (TrainConfig, TranslateConfig, AlignConfig):
+        names = _float_fields(cls)
+        assert names, cls
+        for name in names:
+            with pytest.raises(UnitransError, match=f"expected {name} to be a finite number, found {value}"):
+                cls(**{name: value})
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["run", "--target", "es", "--eta", "nan"], "eta"),
+        (["run", "--target", "es", "--set", "student_lr=inf"], "student_lr"),
+        (["run", "--target", "es", "--set", "average_last=-inf"], "average_last"),
+        (["train", "--train", "{data}", "--out", "{out}", "--lr", "nan"], "lr"),
+        (["train", "--train", "{data}", "--out", "{out}", "--average-last", "nan"], "average_last"),
+        (["translate", "--source", "{data}", "--target-text", "{data}", "--out", "{out}",
+          "--min-csls", "nan"], "min_csls"),
+        (["translate", "--source", "{data}", "--target-text", "{data}", "--out", "{out}",
+          "--borrowing-ratio", "inf"], "borrowing_ratio"),
+        (["lexicon", "eval", "--source-text", "{data}", "--target-text", "{data}", "--dict", "{data}",
+          "--borrowing-ratio", "nan"], "borrowing_ratio"),
+    ],
+)  # fmt: skip
+def test_cli_rejects_non_finite_floats_in_one_line(argv, name, tmp_path, capsys, monkeypatch):
+    from unitrans.cli import main
+
+    monkeypatch.chdir(tmp_path)  # `run` would write runs/unitrans here
+    data = tmp_path / "data.txt"
+    data.write_text("John B-PER\n")
+    args = [a.format(data=data, out=tmp_path / "out") for a in argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"unitrans: error: expected {name} to be a finite number, found {argv[-1].split('=')[-1]}"
+    ]
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [data]  # no config.json, no report
+
+
+def test_config_json_is_strict_and_respects_the_umask(tmp_path):
+    import os
+    import stat
+
+    config = make_config("quick", targets=("es",), out_dir=tmp_path)
+    old = os.umask(0o022)
+    try:
+        config.write(tmp_path / "config.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "config.json").stat().st_mode) == 0o644
+    assert json.loads((tmp_path / "config.json").read_text())["eta"] == 1.0
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]

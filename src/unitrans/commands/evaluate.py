@@ -28,6 +28,13 @@ def evaluate(
 ) -> None:
     """Entity-level micro precision, recall and F1, overall and per type."""
     scores = evaluate_files(gold, pred, mode=mode, encoding=encoding, scheme=scheme)
+    if scores.pred_only_types:
+        where = "the gold file" if gold is not None else "the gold column"
+        typer.echo(
+            f"unitrans: warning: types {', '.join(scores.pred_only_types)} occur only in the predictions, "
+            f"not in {where}",
+            err=True,
+        )
     if as_json:
         typer.echo(json.dumps(scores.to_dict(), indent=2))
     else:

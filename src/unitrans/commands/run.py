@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +114,15 @@ def tag_command(
     model: Path = typer.Option(..., "--model", help="Checkpoint folder (or a stage folder with model/)."),
     files: list[Path] | None = typer.Argument(None, help="Text files (default: stdin), a segment per line."),
 ) -> None:
-    """Tag raw text; prints one JSON object per entity: text, type, start, end (character offsets), score."""
+    """Tag raw text; prints one JSON object per entity: text, type, start, end (character offsets), score.
+
+    Offsets count characters of the decoded input with its line ends as they are (see pipeline.tagging).
+    """
     from unitrans.pipeline.tagging import read_inputs, resolve_model_dir, tag_text
 
     model_dir = resolve_model_dir(model)
-    stdin_text = None if files else sys.stdin.read()
     multiple = bool(files) and len(files) > 1
-    for name, text in read_inputs(files or [], stdin_text):
+    for name, text in read_inputs(files or []):  # all decoded first: a bad file fails before any output
         for entity in tag_text(model_dir, text):
             row = entity.to_dict()
             if multiple:

@@ -44,9 +44,14 @@ def train(
     ),
 ) -> None:
     """Fine-tune a tagger on a labelled file (the paper's recipe by default)."""
+    from unitrans.atomic import check_writable_dir
     from unitrans.data import read_conll
-    from unitrans.train.supervised import train_tagger
+    from unitrans.model.runtime import pick_device
+    from unitrans.train import supervised
 
+    # Checked before the data is read or a model loads: a wrong --device or --out fails in a second.
+    pick_device(device)
+    check_writable_dir(out, "output folder (--out)")
     config = TrainConfig(
         encoder=encoder,
         epochs=epochs,
@@ -62,7 +67,7 @@ def train(
         average_last=average_last,
     )
     sentences = read_conll(train_file)
-    folder = train_tagger(sentences, out, config, init=init)
+    folder = supervised.train_tagger(sentences, out, config, init=init)
     timings = json.loads((folder / "unitrans.json").read_text(encoding="utf-8"))["timings"]
     typer.echo(
         f"{folder}  ({timings['total_seconds']:.0f} s, {timings['train_tokens_per_second']:.0f} tok/s)"
@@ -80,22 +85,25 @@ def predict(
     device: str | None = typer.Option(None, "--device", help=_help("device")),
 ) -> None:
     """Tag every word of a file (constrained Viterbi over the model's probabilities)."""
+    from unitrans.atomic import check_writable_file
     from unitrans.data import read_unlabelled, write_conll
-    from unitrans.model.predict import model_labels, predict_probs, save_probs
-    from unitrans.model.tagger import is_checkpoint
+    from unitrans.model import predict as prediction
+    from unitrans.model.runtime import pick_device
+    from unitrans.model.tagger import check_tagger_folder
     from unitrans.model.viterbi import decode_tags
 
-    if not is_checkpoint(model):
-        from unitrans.errors import UnitransError
-
-        raise UnitransError(
-            f"{model}: expected a checkpoint folder with unitrans.json (from `unitrans train`)"
-        )
-    sentences = read_unlabelled(input_file)
-    labels = model_labels(model)
-    matrices = predict_probs(model, sentences, batch_size=batch_size, device=device)
+    # Everything the user can get wrong is checked before the model loads or a word is tagged.
+    prediction.check_batch_size(batch_size)
+    pick_device(device)
+    check_tagger_folder(model)
+    check_writable_file(out, "output file (--out)")
     if probs is not None:
-        save_probs(probs, matrices, labels)
+        check_writable_file(probs, "probabilities file (--probs)")
+    sentences = read_unlabelled(input_file)
+    labels = prediction.model_labels(model)
+    matrices = prediction.predict_probs(model, sentences, batch_size=batch_size, device=device)
+    if probs is not None:
+        prediction.save_probs(probs, matrices, labels)
     write_conll(out, sentences, decode_tags(matrices, labels))
     typer.echo(f"{out}  ({len(sentences)} sentences, {sum(len(s) for s in sentences)} words)")
 

@@ -55,9 +55,10 @@ def _config(
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from unitrans.translate.embeddings import _atomic_write
+    """JSON beside the output, atomically, with the umask's mode."""
+    from unitrans.atomic import write_text_atomic
 
-    _atomic_write(path, lambda fh: fh.write((json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()))
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def translate(

@@ -1,21 +1,22 @@
 """Read and write CoNLL column files as users really have them.
 
 Word in the first column, tag in the last (or `tag_column`), any number of columns in between,
-separated by spaces or tabs; a blank line ends a sentence. `-DOCSTART-` lines are dropped whether they
-form a block of their own (CoNLL-2003) or open a sentence block (CoNLL-2002 Dutch). Tags in IOB1,
-IOB2 or BIOES are detected per file and converted to IOB2. Nothing is skipped silently: every
+separated by spaces or tabs; a blank line ends a sentence. Document-marker lines (`-DOCSTART-` alone or
+with the marker's usual columns -X-/-DOCSTART-/O, see `schemes.is_docstart`) are dropped whether they
+form a block of their own (CoNLL-2003) or open a sentence block (CoNLL-2002 Dutch); any other line
+starting with `-DOCSTART-`, or one after token lines of its block, is a token line like the others.
+Tags in IOB1, IOB2 or BIOES are detected per file and converted to IOB2. Nothing is skipped silently: every
 malformed line stops reading with `FILE:LINE: expected ..., found ...`.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from unitrans.data.schemes import DOCSTART, SCHEME_PREFIXES, SCHEMES, detect_scheme, parse_tag, to_iob2
+from unitrans.atomic import write_text_atomic
+from unitrans.data.schemes import SCHEME_PREFIXES, SCHEMES, detect_scheme, is_docstart, parse_tag, to_iob2
 from unitrans.data.sentence import Sentence
 from unitrans.data.textfile import TextFile, load_text, split_fields
 from unitrans.errors import InputError, UnitransError
@@ -87,7 +88,7 @@ def split_columns(text: TextFile, *, min_columns: int = 1) -> ColumnFile:
                 blocks.append(Block(rows, had_docstart))
             rows, had_docstart = [], False
             continue
-        if fields[0] == DOCSTART:
+        if not rows and is_docstart(fields, columns=True):  # a marker opens its block; later, a token
             had_docstart = True
             continue
         if columns == 0:
@@ -183,7 +184,7 @@ def write_conll(
     *,
     keep_gold: bool = False,
 ) -> None:
-    """Write `word TAG` lines, a blank line after each sentence, atomically (temp file + rename).
+    """Write `word TAG` lines, a blank line after each sentence, atomically and with the umask's mode.
 
     `tags` overrides the sentences' own tags; with `keep_gold=True` both are written as
     `word GOLD PRED` (conlleval's layout, readable by `unitrans evaluate --pred FILE`).
@@ -213,12 +214,4 @@ def write_conll(
             _check_word(word, f"sentence {i} word {j}")
             lines.append(" ".join([word, *(c[j] for c in columns)]))
         lines.append("")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write("\n".join(lines) + ("\n" if lines else ""))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))

@@ -7,6 +7,7 @@ are blank-line blocks with -DOCSTART- blocks included, entities are B- tags. The
 
 from __future__ import annotations
 
+import errno
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -60,8 +61,15 @@ def benchmark_split_path(data_dir: str | Path, lang: str, split: str) -> Path:
         raise UnitransError(f"expected a split among {', '.join(SPLITS)}, found {split!r}")
     path = Path(data_dir) / lang / f"{split}.txt"
     if not path.is_file():
+        found = "no such file"
+        try:
+            path.stat()
+            found = "a directory" if path.is_dir() else "no regular file"
+        except OSError as err:  # is_file() says False for a symlink loop too: name it
+            if err.errno == errno.ELOOP:
+                found = "a symlink loop (too many levels of symbolic links)"
         raise UnitransError(
-            f"{path}: expected the {split} split of language {lang!r} here, found no such file "
+            f"{path}: expected the {split} split of language {lang!r} here, found {found} "
             f"(point --data-dir or ${DATA_DIR_ENV} at a folder holding <lang>/{{train,dev,test}}.txt)"
         )
     return path

@@ -22,6 +22,9 @@ CONLL_LABELS: tuple[str, ...] = (
 SCHEMES: tuple[str, ...] = ("IOB1", "IOB2", "BIOES")
 OUTSIDE = "O"
 DOCSTART = "-DOCSTART-"
+# What the other columns of a document-marker line hold: `-DOCSTART- -X- -X- O` (CoNLL-2003),
+# `-DOCSTART- -DOCSTART- O` (CoNLL-2002 Dutch), `-DOCSTART- O`.
+_DOCSTART_COLUMNS = frozenset({DOCSTART, "-X-", OUTSIDE})
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,17 @@ def parse_tag(tag: str) -> tuple[str, str]:
     if not sep or prefix not in ("B", "I", "E", "S") or not kind or kind.strip("-") != kind:
         raise ValueError(f"expected a tag like O, B-PER or I-LOC, found {tag!r}")
     return prefix, kind
+
+
+def is_docstart(fields: Sequence[str], *, columns: bool) -> bool:
+    """Whether a line's fields are a document marker, the only line a reader may skip.
+
+    `-DOCSTART-` alone always is; in column files it may be followed by the marker's usual columns
+    (-X-, -DOCSTART-, O). Anything else (`-DOCSTART- Madrid is nice` in plain text) is words to keep.
+    """
+    if not fields or fields[0] != DOCSTART:
+        return False
+    return len(fields) == 1 or (columns and all(f in _DOCSTART_COLUMNS for f in fields[1:]))
 
 
 def continues(rules: SchemeRules, prev: str, tag: str) -> bool:

@@ -6,7 +6,9 @@
 
 `fmt="auto"` picks "conll" when every line has the same number (>= 2) of columns and the last column
 reads as tags, "tokens" when every line has one field and blank lines separate sentences, and "text"
-otherwise. `-DOCSTART-` lines are dropped in every format.
+otherwise. Document markers are dropped in every format: a line that is `-DOCSTART-` alone, or (column
+formats) `-DOCSTART-` with the marker's usual columns; a text line `-DOCSTART- Madrid is nice` keeps all
+its words, so every word of the input is a word of the output.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 from pathlib import Path
 
 from unitrans.data.conll import split_columns
-from unitrans.data.schemes import DOCSTART, parse_tag
+from unitrans.data.schemes import is_docstart, parse_tag
 from unitrans.data.sentence import Sentence
 from unitrans.data.textfile import TextFile, load_text, split_fields
 from unitrans.errors import InputError, UnitransError
@@ -30,12 +32,14 @@ def detect_format(text: TextFile) -> str:
     widths: set[int] = set()
     has_blank = False
     tags_ok = True
+    column_markers = False
     for line in text.lines:
         fields = split_fields(line)
         if not fields:
             has_blank = True
             continue
-        if fields[0] == DOCSTART:
+        if is_docstart(fields, columns=True):
+            column_markers = column_markers or len(fields) > 1
             continue
         widths.add(len(fields))
         if tags_ok and len(fields) >= 2:
@@ -43,6 +47,8 @@ def detect_format(text: TextFile) -> str:
                 parse_tag(fields[-1])
             except ValueError:
                 tags_ok = False
+    if not widths and column_markers:
+        return "conll"  # nothing but `-DOCSTART- -X- -X- O` markers: a column file without sentences
     if len(widths) == 1:
         (width,) = widths
         if width >= 2 and tags_ok:
@@ -56,7 +62,7 @@ def _read_text_lines(text: TextFile) -> list[Sentence]:
     sentences = []
     for number, line in enumerate(text.lines, start=1):
         fields = split_fields(line)
-        if fields and fields[0] != DOCSTART:
+        if fields and not is_docstart(fields, columns=False):
             sentences.append(Sentence(tuple(fields), None, number))
     return sentences
 

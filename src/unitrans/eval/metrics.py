@@ -13,7 +13,7 @@ not a data structure, so the few lines of counting live here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from unitrans.data.aligned import read_aligned
@@ -53,6 +53,9 @@ class Scores:
     per_type: dict[str, TypeScore] = field(default_factory=dict)
     mode: str = "conlleval"
     tokens: int = 0
+    pred_only_types: tuple[str, ...] = ()
+    """Entity types in the predicted tags but in no gold tag (`evaluate_files` fills it): usually a
+    model trained on other labels; scored (their precision is 0) but worth a warning."""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -145,4 +148,9 @@ def evaluate_files(
     if mode not in MODES:
         raise UnitransError(f"expected --mode among {', '.join(MODES)}, found {mode!r}")
     aligned = read_aligned(gold_path, pred_path, encoding=encoding, scheme=scheme)
-    return entity_scores(aligned.gold, aligned.pred, mode=mode)
+    scores = entity_scores(aligned.gold, aligned.pred, mode=mode)
+    return replace(scores, pred_only_types=tuple(sorted(_types(aligned.pred) - _types(aligned.gold))))
+
+
+def _types(sentences: Sequence[Sequence[str]]) -> set[str]:
+    return {parse_tag(tag)[1] for tags in sentences for tag in tags} - {""}

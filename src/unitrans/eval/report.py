@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from unitrans.atomic import atomic_path, write_text_atomic
 
 PAPER_SOURCE = "Wu et al., IJCAI 2020, Tables 2–4 (mBERT encoder)"
 PAPER_F1: dict[str, dict[str, float]] = {
@@ -45,16 +46,6 @@ def build_results(
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Per-seed scores {TARGET: {VARIANT: [runs]}} -> summaries {TARGET: {VARIANT: summarize(runs)}}."""
     return {t: {v: summarize(runs) for v, runs in by_variant.items()} for t, by_variant in scores.items()}
-
-
-def _write_atomic(path: Path, text: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(text, bytes):
-        tmp.write_bytes(text)
-    else:
-        tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _pct(x: float) -> str:
@@ -180,11 +171,11 @@ def plot_f1(path: Path, results: Mapping[str, Mapping[str, Mapping[str, Any]]]) 
     ax.set_ylim(0, 100)
     ax.legend(fontsize="small", ncols=min(len(variants), 4))
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
 def write_report(
@@ -192,9 +183,10 @@ def write_report(
     results: Mapping[str, Mapping[str, Mapping[str, Any]]],
     **markdown_args: Any,
 ) -> dict[str, Path]:
-    """Write results.json, results.md and f1.png into `out_dir`; returns their paths."""
+    """Write results.json, results.md and f1.png into `out_dir`; returns their paths. Each appears whole
+    or not at all, with the umask's mode (a shared run folder stays readable)."""
     paths = {"json": out_dir / "results.json", "md": out_dir / "results.md", "png": out_dir / "f1.png"}
-    _write_atomic(paths["json"], json.dumps(results, indent=2) + "\n")
-    _write_atomic(paths["md"], render_markdown(results, **markdown_args) + "\n")
+    write_text_atomic(paths["json"], json.dumps(results, indent=2) + "\n")
+    write_text_atomic(paths["md"], render_markdown(results, **markdown_args) + "\n")
     plot_f1(paths["png"], results)
     return paths

@@ -11,6 +11,7 @@ folder this module returns, so a name works the same everywhere:
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import asdict, dataclass
@@ -46,6 +47,50 @@ class EncoderInfo:
         return asdict(self)
 
 
+CUSTOM_CODE_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json")
+
+
+def check_model_folder(folder: str | Path) -> dict[str, object]:
+    """Read `folder`'s config.json and refuse a folder that ships its own code; returns the config.
+
+    Why: transformers imports the Python files an `auto_map` names (and with `trust_remote_code` unset it
+    may stop to ask on stdin). unitrans passes `trust_remote_code=False` everywhere and, before
+    transformers sees the folder, turns a broken config or custom code into one line naming the folder.
+    """
+    folder = Path(folder)
+    path = folder / "config.json"
+    if not path.is_file():
+        raise UnitransError(f"{folder}: not a model folder (no config.json)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UnitransError(f"{path}: not a readable JSON config ({_first_line(err)})") from None
+    if not isinstance(config, dict):
+        raise UnitransError(f"{path}: not a transformers config (expected a JSON object)")
+    for name in CUSTOM_CODE_FILES:
+        extra = config if name == "config.json" else _json_object(folder / name)
+        if "auto_map" in extra:
+            raise UnitransError(
+                f"{folder}: contains custom code (auto_map in {name}); "
+                "unitrans never runs code from model folders"
+            )
+    return config
+
+
+def _json_object(path: Path) -> dict[str, object]:
+    """A side config (tokenizer_config.json ...) as a dict; {} when absent or unreadable (checked later)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def resolve_encoder(name: str, *, cache_dir: Path | None = None) -> Path:
     """The local folder for encoder `name`; builds me5-small or fetches a hub model when needed.
 
@@ -75,6 +120,7 @@ def _local_folder(path: Path) -> Path:
         raise UnitransError(f"encoder {path} is a file; expected a model folder holding config.json")
     if not (path / "config.json").is_file():
         raise UnitransError(f"encoder folder {path} has no config.json; expected a Hugging Face model folder")
+    check_model_folder(path)
     return path.resolve()
 
 
@@ -119,6 +165,7 @@ def _hub_snapshot(name: str) -> Path:
     try:
         folder = Path(snapshot_download(name, allow_patterns=HUB_PATTERNS, local_files_only=True))
         if _usable_snapshot(folder):
+            check_model_folder(folder)
             return folder
     except HFValidationError:
         raise UnitransError(
@@ -154,6 +201,7 @@ def _hub_snapshot(name: str) -> Path:
         raise UnitransError(
             f"hub model {name!r} lacks config.json or weights; it is not a transformers model"
         )
+    check_model_folder(folder)
     return folder
 
 
@@ -162,10 +210,12 @@ def encoder_info(name: str, *, cache_dir: Path | None = None) -> EncoderInfo:
     from transformers import AutoConfig
 
     folder = resolve_encoder(name, cache_dir=cache_dir)
+    check_model_folder(folder)
     try:
-        config = AutoConfig.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError) as err:
-        raise UnitransError(f"{folder / 'config.json'}: not a transformers config ({err})") from None
+        where = folder / "config.json"
+        raise UnitransError(f"{where}: not a transformers config ({_first_line(err)})") from None
 
     def field(attr: str) -> int | None:
         value = getattr(config, attr, None)

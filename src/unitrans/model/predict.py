@@ -10,8 +10,6 @@ float16 on request for half the size), sentence offsets and the label list.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,10 +17,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from unitrans.atomic import atomic_path
 from unitrans.data import Sentence
 from unitrans.errors import UnitransError
 from unitrans.model import runtime
-from unitrans.model.tagger import embed, load_tagger, word_logits
+from unitrans.model.tagger import check_tagger_folder, embed, load_tagger, word_logits
 from unitrans.model.windows import make_windows
 from unitrans.train.batching import flat_positions, pad_ids, sorted_batches
 
@@ -31,8 +30,19 @@ def model_labels(model_dir: Path) -> list[str]:
     """The checkpoint's labels in column order (from its config's id2label)."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model_dir)
-    return [config.id2label[i] for i in range(config.num_labels)]
+    check_tagger_folder(Path(model_dir))
+    try:
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+        return [config.id2label[i] for i in range(config.num_labels)]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UnitransError(f"{model_dir}: cannot read the checkpoint's labels ({err})") from None
+
+
+def check_batch_size(batch_size: int) -> int:
+    """Inference batches hold at least one window; 0 or less would never make progress."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UnitransError(f"batch size must be a whole number >= 1, got {batch_size!r}")
+    return batch_size
 
 
 @torch.no_grad()
@@ -48,6 +58,8 @@ def predict_probs(
     max_tokens: int = 8192,
 ) -> list[np.ndarray]:
     """Per sentence a (n_words, L) float32 matrix of label probabilities, columns in `model_labels` order."""
+    check_batch_size(batch_size)
+    runtime.pick_device(device)  # a missing device is one line before the model loads
     model, tokenizer = load_tagger(Path(model_dir))
     if max_length is None:
         max_length = _checkpoint_max_length(Path(model_dir), model)
@@ -78,6 +90,7 @@ def predict_loaded(
     max_tokens: int = 8192,
 ) -> list[np.ndarray]:
     """`predict_probs` for a tagger already in memory (several inputs, one load; timing without I/O)."""
+    check_batch_size(batch_size)
     dev = runtime.pick_device(device)
     use_bf16 = runtime.use_bf16(dev, bf16)
     # Inference needs no fp32 master weights: a bf16 copy of the model skips autocast's per-batch casts.
@@ -127,15 +140,8 @@ def save_probs(
     lengths = np.asarray([len(p) for p in probs], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     matrix = np.concatenate(probs).astype(dtype) if len(probs) else np.zeros((0, len(labels)), dtype)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:  # the umask's mode, not mkstemp's 0600
         np.savez_compressed(tmp, probs=matrix, offsets=offsets, labels=np.asarray(list(labels), dtype=str))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_probs(path: Path) -> tuple[list[np.ndarray], list[str]]:

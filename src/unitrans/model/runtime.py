@@ -15,11 +15,34 @@ from pathlib import Path
 
 import torch
 
+from unitrans.errors import UnitransError
+
+KNOWN_DEVICES = ("cpu", "cuda", "mps")
+
 
 def pick_device(name: str | None = None) -> torch.device:
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device `name` (None: cuda if any, else cpu), checked to exist on this machine.
+
+    Called before any work, so `--device foo` or `--device cuda` on a machine without a GPU is one line
+    at once instead of a torch traceback after the data and the model were loaded.
+    """
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(str(name).strip())
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in KNOWN_DEVICES:
+        raise UnitransError(f"unknown device {name!r}; use one of cpu, cuda, cuda:N, mps")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UnitransError(f"device {name!r}: CUDA is not available on this machine; use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise UnitransError(f"device {name!r}: this machine has {count} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UnitransError(f"device {name!r}: MPS is not available on this machine; use --device cpu")
+    return device
 
 
 @functools.cache

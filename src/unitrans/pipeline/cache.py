@@ -4,14 +4,16 @@ A stage's key hashes its name, its own settings, the keys of its inputs and the 
 change anywhere upstream re-runs exactly the stages downstream of it. Each output lives in its own folder
 `<root>/<stage>/<key>` with a `manifest.json` (settings, inputs, seed, timings, metrics). The folder is
 built under a temporary name and renamed into place only when the stage finished, so a killed run leaves
-no half-written output and the next run resumes at the first unfinished stage.
+no half-written output and the next run resumes at the first unfinished stage. Reuse verifies the
+folder against its manifest (see `integrity`); a damaged entry is rebuilt, with one warning.
 
 Hand-written because workflow engines (snakemake, DVC, ...) would make users set up a project around
-them; this is ~150 lines and only needs the standard library.
+them; this is ~250 lines (with `integrity`) and only needs the standard library.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -19,16 +21,18 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from unitrans import __version__
+from unitrans.atomic import write_text_atomic
+from unitrans.pipeline.integrity import MANIFEST, FolderCheck, record_files, remove_temp_files, seal
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "StageCache", "StageRecord", "hash_rows", "hash_text", "stable_json"]
 
 
 def stable_json(value: Any) -> str:
@@ -69,11 +73,19 @@ class StageRecord:
 
 
 class StageCache:
-    """Folders of finished stages under `root`, addressed by key; see the module docstring."""
+    """Folders of finished stages under `root`, addressed by key; see the module docstring.
 
-    def __init__(self, root: Path, *, version: str = __version__) -> None:
+    `verify` (full | size) says how reuse checks a folder; it never enters a key.
+    """
+
+    def __init__(self, root: Path, *, version: str = __version__, verify: str = "full") -> None:
         self.root = Path(root)
         self.version = version
+        self.check = FolderCheck(verify)
+
+    @property
+    def verify(self) -> str:
+        return self.check.mode
 
     def key(self, stage: str, settings: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
         """Key of a stage: hashes its name, settings, input keys and the package version."""
@@ -86,21 +98,39 @@ class StageCache:
         """Where an unfinished stage works (renamed to `folder` when it finishes)."""
         return self.root / stage / f".partial-{key[:24]}"
 
+    def inspect(self, stage: str, key: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(manifest, None) for a finished, intact stage; (None, None) when it never finished;
+        (None, what is wrong) for a damaged entry."""
+        folder = self.folder(stage, key)
+        if not folder.is_dir():
+            return None, None
+        return self.check.check(folder, key)
+
     def manifest(self, stage: str, key: str) -> dict[str, Any] | None:
-        """The manifest of a finished stage, or None when it has not finished."""
-        path = self.folder(stage, key) / MANIFEST
-        if not path.is_file():
-            return None
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        return manifest if manifest.get("key") == key else None
+        """The manifest of a finished, intact stage, or None."""
+        return self.inspect(stage, key)[0]
 
     def lookup(
         self, stage: str, settings: Mapping[str, Any], inputs: Mapping[str, str], *, label: str = ""
     ) -> StageRecord | None:
-        """The record of a finished stage, or None; never builds anything."""
+        """The record of a finished, intact stage, or None; never builds anything.
+
+        A damaged entry is removed here (with its one warning) unless another run holds its lock, so
+        that whoever rebuilds it next finds a clean slate.
+        """
         key = self.key(stage, settings, inputs)
-        found = self.manifest(stage, key)
-        return None if found is None else self._cached(stage, label, key, found)
+        found, problem = self.inspect(stage, key)
+        if found is not None:
+            return self._cached(stage, label, key, found)
+        if problem is not None:
+            with self._lock(stage, key, wait=False) as held:
+                if held:
+                    found, problem = self.inspect(stage, key)
+                    if found is not None:
+                        return self._cached(stage, label, key, found)
+                    if problem is not None:
+                        self._discard(stage, key, problem)
+        return None
 
     def run(
         self,
@@ -112,6 +142,7 @@ class StageCache:
         label: str = "",
         seed: int | None = None,
         resumable: bool = False,
+        runtime: Mapping[str, Any] | None = None,
     ) -> StageRecord:
         """Return the finished stage's record, running `build(work_folder)` first when it is not cached.
 
@@ -120,22 +151,45 @@ class StageCache:
         `build` writes its outputs into the folder it is given and returns metrics for the manifest. The
         work folder is renamed to the stage's folder when `build` returns. A `resumable` stage keeps its
         work folder when interrupted, so the next run's `build` can pick up from what it left there
-        (training saves its optimizer state); other stages start from an empty folder.
+        (training saves its optimizer state); other stages start from an empty folder. `runtime` (thread
+        count, ...) goes into the manifest for the record, not into the key.
         """
         key = self.key(stage, settings, inputs)
-        final = self.folder(stage, key)
-        found = self.manifest(stage, key)
+        found, _ = self.inspect(stage, key)
         if found is not None:
             return self._cached(stage, label, key, found)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        locks = self.root / ".locks"
-        locks.mkdir(exist_ok=True)
-        with open(locks / f"{stage}-{key[:24]}", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # another run sharing the cache may be building this stage
-            found = self.manifest(stage, key)
+        with self._lock(stage, key, wait=True):
+            found, problem = self.inspect(stage, key)  # another run may have built it meanwhile
             if found is not None:
                 return self._cached(stage, label, key, found)
-            return self._build(stage, settings, inputs, build, key, label, seed, resumable)
+            if problem is not None:
+                self._discard(stage, key, problem)
+            return self._build(stage, settings, inputs, build, key, label, seed, resumable, runtime or {})
+
+    @contextlib.contextmanager
+    def _lock(self, stage: str, key: str, *, wait: bool) -> Iterator[bool]:
+        """Hold the stage's lock file (yields True), or yield False at once if `wait` is off and another
+        run holds it."""
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{stage}-{key[:24]}", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+
+    def _discard(self, stage: str, key: str, problem: str) -> None:
+        """Remove a damaged entry (called under its lock): renamed aside first, so the stage's folder is
+        never half-deleted."""
+        final = self.folder(stage, key)
+        logger.warning("%s: damaged cache entry (%s); rebuilding it", final, problem)
+        aside = final.with_name(f".damaged-{key[:24]}-{os.getpid()}")
+        shutil.rmtree(aside, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(final, aside)
+        shutil.rmtree(aside, ignore_errors=True)
 
     def _cached(self, stage: str, label: str, key: str, manifest: Mapping[str, Any]) -> StageRecord:
         seconds = float(manifest.get("seconds", 0.0))
@@ -152,37 +206,43 @@ class StageCache:
         label: str,
         seed: int | None,
         resumable: bool,
+        runtime: Mapping[str, Any],
     ) -> StageRecord:
         final = self.folder(stage, key)
         tmp = self.partial_folder(stage, key)
         if tmp.exists() and not resumable:
             shutil.rmtree(tmp)
-        tmp.mkdir(exist_ok=True)
+        tmp.mkdir(parents=True, exist_ok=True)
         started = time.time()
         try:
             metrics = dict(build(tmp) or {})
             seconds = time.time() - started
-            manifest = {
-                "stage": stage,
-                "label": label or stage,
-                "key": key,
-                "version": self.version,
-                "settings": dict(settings),
-                "inputs": dict(inputs),
-                "seed": seed,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                "seconds": round(seconds, 3),
-                "metrics": metrics,
-            }
-            (tmp / MANIFEST).write_text(
-                json.dumps(manifest, indent=2, sort_keys=True, default=str, ensure_ascii=False) + "\n",
-                encoding="utf-8",
+            stray = remove_temp_files(tmp)  # e.g. `.train-state.pt.x1y2` of a killed earlier attempt
+            if stray:
+                logger.debug("%s: removed temporary files %s", tmp, ", ".join(stray))
+            manifest = seal(
+                {
+                    "stage": stage,
+                    "label": label or stage,
+                    "key": key,
+                    "version": self.version,
+                    "settings": dict(settings),
+                    "inputs": dict(inputs),
+                    "seed": seed,
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                    "seconds": round(seconds, 3),
+                    "metrics": metrics,
+                    "runtime": dict(runtime),
+                    "files": record_files(tmp),
+                }
             )
-            if final.exists():  # a stale, unfinished folder (no valid manifest): replace it
+            text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+            write_text_atomic(tmp / MANIFEST, text)
+            if final.exists():  # a stale folder (removed above when damaged): replace it
                 shutil.rmtree(final)
             os.replace(tmp, final)
         except BaseException:
             if not resumable:
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return StageRecord(stage, label or stage, key, final, False, seconds, metrics)
+        return StageRecord(stage, label or stage, key, final, False, seconds, manifest["metrics"])

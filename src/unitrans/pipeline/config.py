@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from unitrans.atomic import write_text_atomic
 from unitrans.errors import UnitransError
 from unitrans.pipeline.variants import VARIANTS, check_variants
-from unitrans.train.config import BATCH_BY, LOSS_WEIGHTINGS, TrainConfig
+from unitrans.train.config import BATCH_BY, LOSS_WEIGHTINGS, TrainConfig, check_finite
 
 DEFAULT_DATA_DIR = Path(os.environ.get("UNITRANS_DATA_DIR", "../shared/data/conll"))
 MAIN_VARIANTS = ("src", "trans", "teach", "unitrans")
@@ -88,8 +89,16 @@ class PipelineConfig:
     cache_dir: Path | None = field(
         default=None, metadata=_help("Stage cache (default <out_dir>/cache); share it between runs.")
     )
+    verify: str = field(
+        default="full",
+        metadata=_help(
+            "How a cached stage is checked before reuse: full (size and SHA-256 of every file) or size "
+            "(sizes only, faster on large models). A damaged entry is rebuilt. Not part of any cache key."
+        ),
+    )
 
     def __post_init__(self) -> None:
+        check_finite(self)  # NaN/inf in any float setting (`--eta nan` trained a NaN student)
         if not self.targets:
             raise UnitransError("expected at least one target language")
         for lang in (self.source, *self.targets):
@@ -148,11 +157,8 @@ class PipelineConfig:
         }
 
     def write(self, path: Path) -> None:
-        """Write the resolved config as JSON, atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        """Write the resolved config as strict JSON (no bare NaN), atomically, with the umask's mode."""
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -7,9 +7,13 @@ with 1 thread each took 28.0 s together, 1.5x the throughput. Θtrans and Θteac
 probabilities on D_T, the students of different variants and the translations of different target
 languages never depend on each other, so the runner plans them in waves and runs each wave here.
 
-Stages already in the cache are taken in-process (no process is started for them). Results go through
-the stage cache as always, so a killed run resumes the same way. Numbers depend on the thread count, so
-the same seed gives the same numbers for the same machine and `workers` setting.
+Stages already in the cache are taken in-process (no process is started for them). Every stage that
+has to run goes to a worker, even alone in its wave: numbers depend on the thread count, and a resumed run
+that trained a lone Θsrc in the main process with all threads gave other weights than the uninterrupted
+run that trained it beside the translation. So a stage's numbers depend on the machine and the `workers`
+setting, never on what else ran or was cached. Workers die with the parent process (a `kill -9` of
+`unitrans run` leaves none behind), and a worker killed by the OS ends the run with one line naming its
+stage.
 
 Hand-written on `concurrent.futures` because accelerate and torch.multiprocessing target several
 devices or shared tensors, not a handful of independent CPU jobs.
@@ -18,15 +22,22 @@ devices or shared tensors, not a handful of independent CPU jobs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
+import shutil
+import signal
+import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from unitrans.errors import UnitransError
 from unitrans.pipeline.cache import StageCache, StageRecord
 
 if TYPE_CHECKING:
@@ -62,19 +73,79 @@ def resolve_workers(requested: int, device: str | None = None) -> int:
     return 1 if on_gpu or available_cores() < 2 else 2
 
 
-def _init_worker(threads: int) -> None:
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies, then close the race of a parent
+    that died before the request (we would have been re-parented already). Elsewhere: nothing.
+
+    The kernel sends the signal when the *thread* that started the worker ends, so pools are started from
+    the thread that runs the pipeline (`ProcessPoolExecutor.submit` spawns in the caller's thread)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: keep the old behaviour rather than fail
+        return
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_status_file: Path | None = None
+"""In a worker: the file naming the stage it runs (see `StagePool.run`)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """The pool terminates the surviving workers when one died: they say they were not the one."""
+    if _status_file is not None:
+        _status_file.unlink(missing_ok=True)
+    os._exit(128 + signum)
+
+
+def _init_worker(threads: int, parent_pid: int, status_dir: str) -> None:
+    global _status_file
+    die_with_parent(parent_pid)
+    _status_file = Path(status_dir) / str(os.getpid())
+    signal.signal(signal.SIGTERM, _on_sigterm)
     os.environ.update({k: str(threads) for k in THREAD_ENV})  # before numpy or torch load their BLAS
     import torch
 
     torch.set_num_threads(threads)
 
 
+def _started() -> int:
+    return os.getpid()
+
+
 def _run_in_worker(
-    config: PipelineConfig, root: Path, version: str, progress: bool, call: StageCall
+    config: PipelineConfig, root: Path, version: str, verify: str, progress: bool, call: StageCall, label: str
 ) -> StageRecord:
     from unitrans.pipeline.stages import StageContext
 
-    return call(StageContext(StageCache(root, version=version), config, progress))
+    if _status_file is not None:
+        _status_file.write_text(label, encoding="utf-8")
+    try:
+        return call(StageContext(StageCache(root, version=version, verify=verify), config, progress))
+    finally:
+        if _status_file is not None:
+            _status_file.unlink(missing_ok=True)
+
+
+def start_workers(workers: int, threads: int, status_dir: Path) -> ProcessPoolExecutor:
+    """`workers` spawned processes with `threads` threads each, all started before this returns."""
+    with _thread_env(threads):
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(threads, os.getpid(), str(status_dir)),
+        )
+        # start every worker now, while the thread settings are in the environment
+        for f in [pool.submit(_started) for _ in range(workers)]:
+            f.result()
+    return pool
 
 
 @contextlib.contextmanager
@@ -98,14 +169,21 @@ class StagePool:
     def __init__(self, ctx: StageContext, workers: int) -> None:
         self.ctx, self.workers = ctx, workers
         self._pool: ProcessPoolExecutor | None = None
+        self._status_dir: Path | None = None
 
     def __enter__(self) -> StagePool:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._status_dir is not None:
+            shutil.rmtree(self._status_dir, ignore_errors=True)
+            self._status_dir = None
 
     def _cached(self, call: StageCall) -> StageRecord | None:
         probe = replace(self.ctx, probe=True, records=[], after_stage=None)
@@ -119,37 +197,56 @@ class StagePool:
             import torch
 
             threads = max(1, torch.get_num_threads() // self.workers)
-            with _thread_env(threads):
-                self._pool = ProcessPoolExecutor(
-                    max_workers=self.workers,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init_worker,
-                    initargs=(threads,),
-                )
-                # start every worker now, while the thread settings are in the environment
-                for f in [self._pool.submit(_init_worker, threads) for _ in range(self.workers)]:
-                    f.result()
+            self._status_dir = Path(tempfile.mkdtemp(prefix="unitrans-workers-"))
+            self._pool = start_workers(self.workers, threads, self._status_dir)
             logger.info("%d worker processes, %d thread(s) each", self.workers, threads)
         return self._pool
 
     def run(self, calls: Sequence[StageCall]) -> list[StageRecord]:
-        """Records of every call, in order; the ones not cached run side by side."""
+        """Records of every call, in order. With one worker all run here; with more, every call not in
+        the cache runs in a worker, even a lone one (see the module docstring)."""
+        if self.workers <= 1:
+            return [call(self.ctx) for call in calls]
         results: list[StageRecord | None] = [None] * len(calls)
         todo = []
         for i, call in enumerate(calls):
-            rec = self._cached(call) if self.workers > 1 else None
+            rec = self._cached(call)
             if rec is not None:
                 results[i] = self.ctx.adopt(rec)
             else:
                 todo.append(i)
-        if self.workers <= 1 or len(todo) <= 1:
-            for i in todo:
-                results[i] = calls[i](self.ctx)
+        if not todo:
             return results  # type: ignore[return-value]
+        from unitrans.pipeline.stages import call_label
+
         pool = self._executor()
-        cache = self.ctx.cache
-        args = (self.ctx.config, cache.root, cache.version, self.ctx.progress)
-        futures: dict[int, Future] = {i: pool.submit(_run_in_worker, *args, calls[i]) for i in todo}
+        cache, config = self.ctx.cache, self.ctx.config
+        args = (config, cache.root, cache.version, cache.verify, self.ctx.progress)
+        labels = {i: call_label(calls[i], config) for i in todo}
+        futures: dict[int, Future] = {}
+        for i in todo:
+            futures[i] = pool.submit(_run_in_worker, *args, calls[i], labels[i])
         for i, future in futures.items():  # in submission order, so records and hooks stay deterministic
-            results[i] = self.ctx.adopt(future.result())
+            try:
+                record = future.result()
+            except BrokenProcessPool:
+                raise self._died([labels[j] for j, f in futures.items() if not _succeeded(f)]) from None
+            results[i] = self.ctx.adopt(record)
         return results  # type: ignore[return-value]
+
+    def _died(self, unfinished: list[str]) -> UnitransError:
+        """The one-line error for a worker that vanished, naming the stage it ran: the executor terminates
+        the other workers, which remove their status files, so the files left name the dead one's stage."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        running = []
+        if self._status_dir is not None:
+            running = [p.read_text(encoding="utf-8") for p in sorted(self._status_dir.iterdir())]
+        self.close()
+        names = " or ".join(dict.fromkeys(running or unfinished)) or "a stage"
+        return UnitransError(f"worker process for {names} died (killed by the OS — out of memory?)")
+
+
+def _succeeded(future: Future) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None

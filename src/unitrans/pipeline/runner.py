@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unitrans.atomic import check_writable_dir, write_text_atomic
 from unitrans.eval.report import build_results, render_markdown, write_report
 from unitrans.pipeline import stages
 from unitrans.pipeline.cache import StageCache, StageRecord
@@ -262,10 +262,16 @@ def run_pipeline(
     progress: bool = True,
     after_stage: Callable[[StageRecord], None] | None = None,
 ) -> RunResult:
-    """Run (or resume) the configured variants and write the report into `config.out_dir`."""
-    config.out_dir.mkdir(parents=True, exist_ok=True)
+    """Run (or resume) the configured variants and write the report into `config.out_dir`.
+
+    The output and cache folders are checked first: an unwritable one fails in a second, not after the
+    first hour of training.
+    """
+    check_writable_dir(config.out_dir, "output folder (--out)")
+    check_writable_dir(config.cache_root, "cache folder (--cache-dir)")
+    cache = StageCache(config.cache_root, verify=config.verify)
     config.write(config.out_dir / "config.json")
-    ctx = StageContext(StageCache(config.cache_root), config, progress, after_stage=after_stage)
+    ctx = StageContext(cache, config, progress, after_stage=after_stage)
     source = stages.read_source(config)
     languages = {}
     shared_models: dict = {}
@@ -320,9 +326,7 @@ def run_pipeline(
     }
     paths = write_report(config.out_dir, results, **report_args)
     runs_path = config.out_dir / "runs.json"
-    tmp = runs_path.with_name(".runs.json.tmp")
-    tmp.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, runs_path)
+    write_text_atomic(runs_path, json.dumps(runs, indent=2) + "\n")
     paths["runs"] = runs_path
     markdown = render_markdown(results, **report_args)
     return RunResult(results, runs, coverage, list(ctx.records), paths, markdown)

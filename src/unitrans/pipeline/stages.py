@@ -8,6 +8,7 @@ file is read through `read_unlabelled` and only its words ever reach a stage.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from unitrans.data import Sentence, read_conll, read_unlabelled, write_conll
 from unitrans.data.schemes import CONLL_LABELS
@@ -78,7 +80,10 @@ class StageContext:
             if found is None:
                 raise NotCached(label)
             return found
-        rec = self.cache.run(stage, settings, inputs, build, label=label, seed=seed, resumable=resumable)
+        runtime = {"threads": torch.get_num_threads()}  # numbers depend on it: kept for the record
+        rec = self.cache.run(
+            stage, settings, inputs, build, label=label, seed=seed, resumable=resumable, runtime=runtime
+        )
         return self.adopt(rec)
 
     def adopt(self, rec: StageRecord) -> StageRecord:
@@ -175,9 +180,30 @@ def train_model(
         return {"sentences": len(sents), "timings": meta.get("timings", {})}
 
     settings = {"kind": kind, "train": tc.results_key()}
-    return ctx.run(
-        "model", settings, inputs, build, label=f"train {kind} (seed {seed})", seed=seed, resumable=True
-    )
+    return ctx.run("model", settings, inputs, build, label=model_label(kind, seed), seed=seed, resumable=True)
+
+
+def model_label(kind: str, seed: int) -> str:
+    return f"train {kind} (seed {seed})"
+
+
+def translate_label(config: PipelineConfig, lang: str) -> str:
+    return f"translate {config.source}→{lang}"
+
+
+def call_label(call: Callable[..., Any], config: PipelineConfig) -> str:
+    """The label a bound stage call (a `functools.partial`) will log, known before it runs: for messages
+    about a stage that never reported back (its worker process died)."""
+    if not isinstance(call, functools.partial):
+        return getattr(call, "__name__", "a stage")
+    kw = call.keywords
+    if "label" in kw:
+        return str(kw["label"])
+    if call.func is train_model:
+        return model_label(kw["kind"], kw["seed"])
+    if call.func is translate:
+        return translate_label(config, kw["lang"])
+    return getattr(call.func, "__name__", "a stage")
 
 
 def translate(ctx: StageContext, source: Corpus, target_text: Corpus, lang: str) -> StageRecord:
@@ -198,7 +224,7 @@ def translate(ctx: StageContext, source: Corpus, target_text: Corpus, lang: str)
         )
 
     inputs = {"source": source.key, "target_text": target_text.key}
-    return ctx.run("translate", settings, inputs, build, label=f"translate {ctx.config.source}→{lang}")
+    return ctx.run("translate", settings, inputs, build, label=translate_label(ctx.config, lang))
 
 
 def dtrans_corpus(rec: StageRecord, lang: str) -> Corpus:

@@ -5,19 +5,29 @@ run of word characters, optionally joined by inner hyphens, apostrophes or perio
 `Jean-Luc`, `3.5`; a final period is its own token), or any single other non-space character
 (punctuation). Hand-written because the offsets must map back into the user's text exactly, which
 regex `finditer` gives for free.
+
+Offsets (`start`, `end`) count characters (code points) of the input as decoded, line ends included
+as they are in the bytes (`\r\n` is two characters), a UTF-8 byte-order mark excluded; so
+`text[start:end] == entity["text"]` for `text = data.decode(...)`, e.g. Python's
+`open(path, encoding=..., newline="").read()`. Files and stdin are decoded by the same rules as every
+other input (`unitrans.data.textfile.decode_bytes`: UTF-8, else ISO-8859-1, errors for mixed encodings
+and binary data), so the same bytes give the same offsets either way.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from unitrans.data import Sentence
-from unitrans.errors import UnitransError
+from unitrans.data.textfile import decode_bytes, read_bytes
+from unitrans.errors import InputError, UnitransError
 
 TOKEN = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]")
 
@@ -34,15 +44,16 @@ def tokenize(text: str, offset: int = 0) -> list[Token]:
     return [Token(m.group(), m.start() + offset, m.end() + offset) for m in TOKEN.finditer(text)]
 
 
+LINE = re.compile(r"[^\r\n]+")  # line ends \r\n, \n or \r, as every reader of unitrans splits them
+
+
 def segments(text: str) -> list[list[Token]]:
     """Token lists of each non-empty line, offsets into the whole `text`."""
     out: list[list[Token]] = []
-    pos = 0
-    for line in text.splitlines(keepends=True):
-        tokens = tokenize(line, pos)
+    for line in LINE.finditer(text):
+        tokens = tokenize(line.group(), line.start())
         if tokens:
             out.append(tokens)
-        pos += len(line)
     return out
 
 
@@ -112,13 +123,32 @@ def resolve_model_dir(path: Path) -> Path:
     raise UnitransError(f"{path}: not a model folder (expected config.json there or in {path / 'model'})")
 
 
-def read_inputs(paths: Iterable[Path], stdin_text: str | None) -> Iterator[tuple[str, str]]:
-    """(name, text) of each input file, or of stdin when no file is given."""
+STDIN_NAME = "<stdin>"
+
+
+def _decode_input(name: str | Path, data: bytes) -> str:
+    text = decode_bytes(name, data)[0]
+    if not text.strip(" \t\r\n"):
+        raise InputError(name, None, "expected text to tag, found empty input (no words)")
+    return text
+
+
+def read_stdin(stream: IO[str] | None = None) -> str:
+    """All of stdin decoded like a file (its bytes when it has them; a text stream is taken as is)."""
+    stream = sys.stdin if stream is None else stream
+    buffer = getattr(stream, "buffer", None)
+    data = buffer.read() if buffer is not None else stream.read().encode("utf-8", "surrogateescape")
+    return _decode_input(STDIN_NAME, data)
+
+
+def read_inputs(paths: Iterable[Path], stdin: IO[str] | None = None) -> list[tuple[str, str]]:
+    """(name, text) of each input file, or of stdin when no file is given.
+
+    Every file is read and decoded before any is tagged, so a bad last file fails in a second with
+    one line, not after the others were printed. Empty input (no words) is an error, as for every
+    other command: tagging nothing is a mistake upstream, e.g. a wrong file or a failed pipe.
+    """
     paths = list(paths)
     if not paths:
-        yield "-", stdin_text or ""
-        return
-    for p in paths:
-        if not Path(p).is_file():
-            raise UnitransError(f"{p}: file not found")
-        yield str(p), Path(p).read_text(encoding="utf-8")
+        return [("-", read_stdin(stdin))]
+    return [(str(p), _decode_input(p, read_bytes(p))) for p in paths]

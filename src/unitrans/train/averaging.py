@@ -60,8 +60,15 @@ class TailAverage:
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a `state_dict`; checked whole before anything changes, so a misfit leaves no half state."""
         if state["first"] != self.first:
             raise ValueError("the saved average belongs to another schedule")
+        sums = state["sums"]
+        if set(sums) != set(self.sums):
+            raise ValueError("the saved average covers other weights")
+        for name, value in sums.items():
+            if not isinstance(value, torch.Tensor) or value.shape != self.sums[name].shape:
+                raise ValueError(f"the saved average of {name} has the wrong shape")
         self.count = int(state["count"])
-        for name, value in state["sums"].items():
+        for name, value in sums.items():
             self.sums[name].copy_(value)

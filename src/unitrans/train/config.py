@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+import numbers
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from unitrans.errors import UnitransError
@@ -13,6 +15,21 @@ BATCH_BY = ("sentences", "words")
 # Fields added after caches existed enter `results_key` only when they differ from the value they had
 # before they existed, so a model trained then keeps its key (its weights are what that value gives).
 _KEY_ONLY_IF_CHANGED = {"loss_weighting": "batch", "batch_by": "sentences", "average_last": 0.0}
+
+
+def check_finite(config: Any) -> None:
+    """Reject NaN and ±inf in every float field (or tuple of floats) of a config dataclass.
+
+    Why: NaN compares False with everything, so range checks like `eta < 0` let it through, and one
+    NaN setting silently turned a whole run into NaN weights. Checking every float field here, once,
+    also covers the settings added later.
+    """
+    for f in fields(config):
+        value = getattr(config, f.name)
+        for item in value if isinstance(value, tuple) else (value,):
+            real = isinstance(item, numbers.Real) and not isinstance(item, numbers.Integral)
+            if real and not math.isfinite(item):
+                raise UnitransError(f"expected {f.name} to be a finite number, found {item}")
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        check_finite(self)
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.lr > 0, "lr must be > 0"),

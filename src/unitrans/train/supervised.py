@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from unitrans.atomic import check_writable_dir
 from unitrans.data import Sentence
 from unitrans.data.schemes import CONLL_LABELS
 from unitrans.errors import UnitransError
@@ -127,6 +128,10 @@ def train_tagger(
     labels = list(labels)
     if not train:
         raise UnitransError("no training sentences")
+    # Before any work: a missing device or an unwritable output is one line now, not after the training.
+    device = runtime.pick_device(config.device)
+    check_writable_dir(out_dir, "output folder")
+    resume.remove_stale_temps(out_dir)  # a killed state save leaves a ~100 MB temp file behind
     hard, soft = word_targets(train, labels, hard_labels, soft_targets)
     loss_fn = loss_fn or cross_entropy_loss
     source = Path(init) if init is not None else resolve_encoder_name(config.encoder)
@@ -141,7 +146,6 @@ def train_tagger(
         logger.info("%s already holds this exact training run; not retraining", out_dir)
         return out_dir
 
-    device = runtime.pick_device(config.device)
     bf16 = runtime.use_bf16(device, config.bf16)
     torch.manual_seed(config.seed)  # the new head's init
     model, tokenizer = load_tagger(source, labels, dropout=config.dropout)

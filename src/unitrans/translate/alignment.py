@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from unitrans.errors import UnitransError
+from unitrans.train.config import check_finite
 from unitrans.translate.csls import csls_neighbours
 from unitrans.translate.embeddings import NORMALIZATIONS, WordEmbeddings, restrict
 
@@ -57,6 +58,7 @@ class AlignConfig:
     )
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.criterion not in CRITERIA:
             raise UnitransError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
         if self.borrowing_ratio is not None and self.borrowing_ratio <= 1:

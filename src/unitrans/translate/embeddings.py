@@ -6,14 +6,14 @@ that a malformed line is reported as `FILE:LINE` instead of a numpy traceback.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from unitrans.atomic import atomic_path
 from unitrans.errors import InputError, UnitransError
 
 DEFAULT_MAX_VOCAB = 200_000
@@ -143,16 +143,10 @@ def load_npz(path: Path) -> dict[str, WordEmbeddings]:
         }
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """`write(handle)` into a temporary sibling renamed onto `path`, with the umask's mode (not 0600)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 def restrict(emb: WordEmbeddings, keep: Sequence[int]) -> WordEmbeddings:

@@ -111,10 +111,14 @@ def type_vectors(
     """Per collected layer, the type embeddings of `sentences` (frequency order); cached on disk."""
     from transformers import AutoConfig
 
-    from unitrans.model.encoders import resolve_encoder
+    from unitrans.model.encoders import check_model_folder, resolve_encoder
 
     folder = resolve_encoder(config.encoder)
-    n_layers = int(AutoConfig.from_pretrained(folder).num_hidden_layers)
+    check_model_folder(folder)  # custom code (auto_map) is refused before transformers reads the folder
+    try:
+        n_layers = int(AutoConfig.from_pretrained(folder, trust_remote_code=False).num_hidden_layers)
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise UnitransError(f"{folder}: not a usable encoder config ({err})") from None
     layers = config.layers if config.layers is not None else default_layers(n_layers)
     if any(not 0 <= x <= n_layers for x in layers):
         raise UnitransError(f"layers {layers} out of range: {config.encoder} has hidden states 0..{n_layers}")
@@ -153,14 +157,16 @@ def _extract(
 ) -> dict[int, WordEmbeddings]:
     from transformers import AutoModel, AutoTokenizer
 
+    from unitrans.model.encoders import check_model_folder
     from unitrans.model.runtime import autocast, quiet_transformers, use_bf16
 
     vocab, counts = frequency_vocab(sentences, config.lowercase, config.max_vocab)
     index = {w: i for i, w in enumerate(vocab)}
     plan = _wanted_positions(sentences, index, config)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    check_model_folder(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     with quiet_transformers():  # a checkpoint's classifier head is reported UNEXPECTED here
-        model = AutoModel.from_pretrained(folder).eval()
+        model = AutoModel.from_pretrained(folder, trust_remote_code=False).eval()
     device = torch.device("cpu")
     bf16 = use_bf16(device, config.bf16)
     encoded = tokenizer(

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from unitrans.atomic import write_text_atomic
+from unitrans.data.textfile import load_text, split_fields
 from unitrans.errors import InputError, UnitransError
 from unitrans.translate.alignment import Alignment
 from unitrans.translate.csls import cosine_neighbours, csls_neighbours
-from unitrans.translate.embeddings import _atomic_write
 
 
 @dataclass(frozen=True)
@@ -50,26 +51,26 @@ def write_lexicon(path: str | Path, lexicon: Lexicon) -> None:
     writer.writerow(["source", "target", "csls"])
     for s, t, c in zip(lexicon.source, lexicon.target, lexicon.score, strict=True):
         writer.writerow([s, t, f"{c:.4f}"])
-    _atomic_write(Path(path), lambda fh: fh.write(buf.getvalue().encode("utf-8")))
+    write_text_atomic(path, buf.getvalue())
 
 
 def read_dictionary(path: str | Path, *, lowercase: bool = True) -> dict[str, set[str]]:
-    """A MUSE bilingual dictionary: `source target` per line (tab or space); repeated sources accumulate."""
-    path = Path(path)
-    if not path.is_file():
-        raise UnitransError(f"{path}: dictionary file not found")
+    """A MUSE bilingual dictionary: `source target` per line (tab or space); repeated sources accumulate.
+
+    Read like every other input file (encoding rules and one-line errors of `unitrans.data.textfile`).
+    """
+    text = load_text(path)
     gold: dict[str, set[str]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2:
-                raise InputError(path, line_no, f"expected 'source target', found {len(fields)} fields")
-            src, tgt = (f.lower() for f in fields) if lowercase else fields
-            gold.setdefault(src, set()).add(tgt)
+    for line_no, line in enumerate(text.lines, start=1):
+        fields = split_fields(line)
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise InputError(text.path, line_no, f"expected 'source target', found {len(fields)} fields")
+        src, tgt = (f.lower() for f in fields) if lowercase else fields
+        gold.setdefault(src, set()).add(tgt)
     if not gold:
-        raise UnitransError(f"{path}: no dictionary pairs")
+        raise InputError(text.path, None, "expected `source target` pairs, found none")
     return gold
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from unitrans.data import Sentence
 from unitrans.errors import UnitransError
+from unitrans.train.config import check_finite
 from unitrans.translate.alignment import AlignConfig, Alignment, select_and_align
 from unitrans.translate.embeddings import DEFAULT_MAX_VOCAB, load_vec
 from unitrans.translate.encoder_vectors import TypeVectorConfig, type_vectors
@@ -68,6 +69,7 @@ class TranslateConfig:
     )
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.casing not in CASINGS:
             raise UnitransError(f"casing must be one of {CASINGS}, got {self.casing!r}")
         if (self.src_emb is None) != (self.tgt_emb is None):
