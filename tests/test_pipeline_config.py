@@ -36,6 +36,8 @@ def test_validation_errors_are_user_errors():
         make_config("paper")
     with pytest.raises(UnitransError, match="eta"):
         make_config("paper", targets=("es",), eta=-1.0)
+    with pytest.raises(UnitransError, match="verify"):
+        make_config("paper", targets=("es",), verify="bogus")
 
 
 def test_parse_settings():

@@ -53,11 +53,13 @@ def rotated_pair(n: int = 400, d: int = 20, shared: int = 12, noise: float = 0.0
 
 def test_refinement_recovers_the_full_dictionary():
     src, tgt, gold = rotated_pair()
-    result = align(src, tgt, AlignConfig(normalize="", refinement_rounds=2))
+    # 12 seed pairs under-determine a 20-d rotation, so the path to the full dictionary depends on the
+    # SVD (numpy 2.4 reached 379 pairs after 2 rounds, earlier builds 400): give it rounds to converge.
+    result = align(src, tgt, AlignConfig(normalize="", refinement_rounds=5))
     assert result.seed_pairs == 12
     pairs = mutual_csls_dictionary(result.mapped_source(), result.tgt.vectors)
     correct = sum(gold[i] == j for i, j in pairs)
-    assert len(pairs) > 350 and correct == len(pairs)
+    assert len(pairs) == correct == 400
     assert result.history[1][0] > result.history[0][0]  # refinement grew the dictionary beyond the seed
     assert result.criterion == max(rate for _, _, rate in result.history)
     assert result.criterion > 0.85
@@ -65,7 +67,7 @@ def test_refinement_recovers_the_full_dictionary():
 
 def test_criterion_prefers_the_right_map():
     src, tgt, _ = rotated_pair(seed=3)
-    good = align(src, tgt, AlignConfig(normalize="", refinement_rounds=1))
+    good = align(src, tgt, AlignConfig(normalize="", refinement_rounds=5))
     bad = mean_cosine_criterion(src.vectors @ random_rotation(20, 9).T, tgt.vectors)
     assert good.criterion > bad + 0.3
 

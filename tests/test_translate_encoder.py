@@ -58,6 +58,23 @@ def test_cased_types_and_cache(tiny_encoder_dir, tmp_path, monkeypatch):
         )
 
 
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_type_vector_cache_is_rebuilt_with_a_warning(tiny_encoder_dir, tmp_path, caplog, damage):
+    config = TypeVectorConfig(encoder=str(tiny_encoder_dir), layers=(1, 2), bf16=False)
+    first = type_vectors(SENTENCES, config, cache_dir=tmp_path, progress=False)
+    (path,) = (tmp_path / "type-embeddings").glob("*.npz")
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:  # one flipped byte inside the first vector array's data
+        i = data.index(b"vec_") + 400
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    again = type_vectors(SENTENCES, config, cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(again[2].vectors, first[2].vectors)
+    assert [r for r in caplog.records if "damaged type-embedding cache" in r.getMessage()]
+
+
 def test_translate_corpus_on_tiny_encoder(tiny_encoder_dir, tmp_path):
     source = read_conll(FIXTURES / "en.conll")
     target = read_unlabelled(FIXTURES / "es.txt")

@@ -16,6 +16,7 @@ from typing import Any
 
 from unitrans.atomic import write_text_atomic
 from unitrans.errors import UnitransError
+from unitrans.pipeline.integrity import check_verify_mode
 from unitrans.pipeline.variants import VARIANTS, check_variants
 from unitrans.train.config import BATCH_BY, LOSS_WEIGHTINGS, TrainConfig, check_finite
 
@@ -129,6 +130,7 @@ class PipelineConfig:
             )
         if not 0 <= self.average_last <= 1:
             raise UnitransError(f"expected average_last in [0, 1], found {self.average_last}")
+        check_verify_mode(self.verify)
         if self.workers < 0:
             raise UnitransError(f"expected workers ≥ 0 (0 = auto), found {self.workers}")
         if self.max_length < 8:

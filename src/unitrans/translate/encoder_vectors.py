@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -125,8 +126,13 @@ def type_vectors(
     root = cache_dir if cache_dir is not None else default_cache_root()
     path = root / "type-embeddings" / f"{_cache_key(folder, sentences, config, layers)}.npz"
     if path.is_file():
-        logger.info("type embeddings from cache %s", path)
-        return {int(k): v for k, v in load_npz(path).items()}
+        try:  # zip members carry CRC-32s: truncation or flipped bytes fail here, never reach a lexicon
+            cached = load_npz(path)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            logger.warning("%s: damaged type-embedding cache (%s); rebuilding it", path, err)
+        else:
+            logger.info("type embeddings from cache %s", path)
+            return {int(k): v for k, v in cached.items()}
     save_npz(path, {str(k): v for k, v in _extract(folder, sentences, config, layers, progress).items()})
     logger.info("type embeddings cached at %s", path)
     return {int(k): v for k, v in load_npz(path).items()}  # the cached float16 values, as on later runs
