@@ -90,6 +90,17 @@ class PipelineConfig:
     cache_dir: Path | None = field(
         default=None, metadata=_help("Stage cache (default <out_dir>/cache); share it between runs.")
     )
+    export: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "Variants whose models go to <out_dir>/models/<lang>[-variant]/ with a model card (empty: "
+            "unitrans when it runs, else the last variant). Not part of any cache key."
+        ),
+    )
+    preset: str = field(
+        default="paper",
+        metadata=_help("The preset these settings started from (for the model card's command)."),
+    )
     verify: str = field(
         default="full",
         metadata=_help(
@@ -109,6 +120,10 @@ class PipelineConfig:
             raise UnitransError(f"the source language {self.source!r} is also a target")
         object.__setattr__(self, "targets", tuple(dict.fromkeys(self.targets)))
         object.__setattr__(self, "variants", check_variants(self.variants))
+        object.__setattr__(self, "export", tuple(dict.fromkeys(self.export)))
+        outside = [v for v in check_variants(self.export) if v not in self.variants] if self.export else []
+        if outside:
+            raise UnitransError(f"cannot export {', '.join(outside)}: not among the variants run")
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
         if self.translate_layers is not None:
@@ -194,7 +209,7 @@ def make_config(preset: str = "paper", **overrides: Any) -> PipelineConfig:
     unknown = set(overrides) - known
     if unknown:
         raise TypeError(f"unknown settings: {sorted(unknown)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    values = {**PRESETS[preset], "preset": preset, **{k: v for k, v in overrides.items() if v is not None}}
     if "targets" not in values:
         raise UnitransError("expected at least one target language (--target)")
     return PipelineConfig(**values)
@@ -202,12 +217,12 @@ def make_config(preset: str = "paper", **overrides: Any) -> PipelineConfig:
 
 def parse_settings(pairs: list[str]) -> dict[str, Any]:
     """`NAME=VALUE` strings (the CLI's `--set`) as typed overrides of PipelineConfig fields."""
-    types = {f.name: f.type for f in fields(PipelineConfig)}
+    types = {f.name: f.type for f in fields(PipelineConfig) if f.name != "preset"}  # --preset sets it
     out: dict[str, Any] = {}
     for pair in pairs:
         name, eq, raw = pair.partition("=")
         name = name.strip().replace("-", "_")
-        if not eq or name not in types:
+        if not eq or name not in types or name == "preset":
             raise UnitransError(
                 f"expected --set NAME=VALUE with NAME among {', '.join(types)}, found {pair!r}"
             )

@@ -104,9 +104,11 @@ def _on_sigterm(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
-def _init_worker(threads: int, parent_pid: int, status_dir: str) -> None:
+def _init_worker(threads: int, parent_pid: int, status_dir: str, logs: LogSetup | None) -> None:
     global _status_file
     die_with_parent(parent_pid)
+    if logs is not None:  # stage start lines and warnings, formatted like the main process's
+        logging.basicConfig(level=logs[0], format=logs[1], datefmt=logs[2])
     _status_file = Path(status_dir) / str(os.getpid())
     signal.signal(signal.SIGTERM, _on_sigterm)
     os.environ.update({k: str(threads) for k in THREAD_ENV})  # before numpy or torch load their BLAS
@@ -126,11 +128,25 @@ def _run_in_worker(
 
     if _status_file is not None:
         _status_file.write_text(label, encoding="utf-8")
-    try:
-        return call(StageContext(StageCache(root, version=version, verify=verify), config, progress))
+    try:  # no per-step bars here: two workers' bars would write over each other
+        ctx = StageContext(StageCache(root, version=version, verify=verify), config, False, log_done=False)
+        return call(ctx)
     finally:
         if _status_file is not None:
             _status_file.unlink(missing_ok=True)
+
+
+LogSetup = tuple[int, str | None, str | None]
+"""(level, format, date format) of the main process's logging, handed to spawned workers."""
+
+
+def _log_setup() -> LogSetup | None:
+    """How the CLI configured logging (None when nobody did: workers then stay as quiet as we are)."""
+    root = logging.getLogger()
+    if not root.handlers or root.handlers[0].formatter is None:
+        return None
+    formatter = root.handlers[0].formatter
+    return root.level, formatter._fmt, formatter.datefmt
 
 
 def start_workers(workers: int, threads: int, status_dir: Path) -> ProcessPoolExecutor:
@@ -140,7 +156,7 @@ def start_workers(workers: int, threads: int, status_dir: Path) -> ProcessPoolEx
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(threads, os.getpid(), str(status_dir)),
+            initargs=(threads, os.getpid(), str(status_dir), _log_setup()),
         )
         # start every worker now, while the thread settings are in the environment
         for f in [pool.submit(_started) for _ in range(workers)]:

@@ -20,6 +20,7 @@ from unitrans.eval.report import build_results, render_markdown, write_report
 from unitrans.pipeline import stages
 from unitrans.pipeline.cache import StageCache, StageRecord
 from unitrans.pipeline.config import PipelineConfig
+from unitrans.pipeline.export import export_run
 from unitrans.pipeline.parallel import StageCall, StagePool, resolve_workers
 from unitrans.pipeline.stages import Corpus, StageContext
 from unitrans.pipeline.variants import TEACHERS, VARIANTS, required_models
@@ -40,6 +41,8 @@ class RunResult:
     records: list[StageRecord]
     paths: dict[str, Path]
     markdown: str
+    exports: dict[str, dict[str, Path]]
+    """{target: {variant: exported model folder}} (see `pipeline.export`)."""
 
 
 ENTITY_SHARE_RATIO = 1.5
@@ -328,8 +331,9 @@ def run_pipeline(
     runs_path = config.out_dir / "runs.json"
     write_text_atomic(runs_path, json.dumps(runs, indent=2) + "\n")
     paths["runs"] = runs_path
+    exports = export_run(config, runs, results)
     markdown = render_markdown(results, **report_args)
-    return RunResult(results, runs, coverage, list(ctx.records), paths, markdown)
+    return RunResult(results, runs, coverage, list(ctx.records), paths, markdown, exports)
 
 
 def summary_lines(result: RunResult) -> list[str]:

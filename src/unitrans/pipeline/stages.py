@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,10 @@ class StageContext:
     """Called after each stage (cached or not); tests raise from it to simulate a killed run."""
     probe: bool = False
     """Only look stages up: return cached records, raise `NotCached` for the rest (see `parallel`)."""
+    log_done: bool = True
+    """Log each finished stage; off in worker processes, whose records the main process logs."""
+    started: float = field(default_factory=time.monotonic)
+    """When the run began (for the elapsed time in each stage's line)."""
 
     def run(
         self,
@@ -81,21 +86,40 @@ class StageContext:
                 raise NotCached(label)
             return found
         runtime = {"threads": torch.get_num_threads()}  # numbers depend on it: kept for the record
+
+        def announced(folder: Path) -> Mapping[str, Any] | None:
+            logger.info("%s: started", label)  # only stages that really run: a cached one is not built
+            return build(folder)
+
         rec = self.cache.run(
-            stage, settings, inputs, build, label=label, seed=seed, resumable=resumable, runtime=runtime
+            stage, settings, inputs, announced, label=label, seed=seed, resumable=resumable, runtime=runtime
         )
         return self.adopt(rec)
 
     def adopt(self, rec: StageRecord) -> StageRecord:
         """Log and record a stage of this run (also one that a worker process ran)."""
-        if rec.cached:
-            logger.info("%s: cached, skipped", rec.label)
-        else:
-            logger.info("%s: done in %.1fs", rec.label, rec.seconds)
         self.records.append(rec)
+        if self.log_done and rec.cached:
+            logger.info("%s: cached, skipped", rec.label)
+        elif self.log_done:
+            ran = sum(not r.cached for r in self.records)
+            logger.info(
+                "%s: done in %s (%d stage%s run so far, %s into the run)", rec.label, duration(rec.seconds),
+                ran, "" if ran == 1 else "s", duration(time.monotonic() - self.started),
+            )  # fmt: skip
         if self.after_stage is not None:
             self.after_stage(rec)
         return rec
+
+
+def duration(seconds: float) -> str:
+    """12.3s, 4m05s, 1h02m: stage lines stay short and readable at any length."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def _subsample(sentences: list[Sentence], limit: int) -> list[Sentence]:

@@ -1,0 +1,251 @@
+"""Hand the user the model they came for: `<out>/models/<lang>/`, a complete folder with a model card.
+
+A run's models live in the stage cache under content hashes; this module copies the chosen variant's
+model (the first seed's) into a stable place, next to a Hugging Face model card (`README.md`) that says
+how it was made and how well it did, and the label list (`labels.txt`). The folder is the same standard
+checkpoint `unitrans tag/predict` and transformers load; it is built beside its final name and renamed
+into place, so a folder under `models/` is always whole. Unchanged exports are not copied again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from unitrans import __version__
+from unitrans.atomic import write_text_atomic
+from unitrans.pipeline.config import PipelineConfig, make_config
+from unitrans.pipeline.variants import VARIANTS
+
+EXPORT_RECORD = "export.json"
+CARD = "README.md"
+LABELS = "labels.txt"
+NOT_IN_COMMAND = ("targets", "preset", "workers", "verify", "export", "out_dir", "cache_dir", "data_dir")
+"""Settings the card's command shows otherwise (targets, --out) or that change no number."""
+
+
+def default_export(config: PipelineConfig) -> tuple[str, ...]:
+    """What a run exports: the `export` setting, else UniTrans when it ran, else the last variant run."""
+    if config.export:
+        return config.export
+    return ("unitrans",) if "unitrans" in config.variants else (config.variants[-1],)
+
+
+def export_folder(out_dir: Path, lang: str, variant: str, primary: bool) -> Path:
+    """`models/<lang>` for the first exported variant, `models/<lang>-<variant>` for the others."""
+    return Path(out_dir) / "models" / (lang if primary else f"{lang}-{variant}")
+
+
+def command_line(config: PipelineConfig) -> str:
+    """The `unitrans run` call that recomputes this run's numbers: the preset plus what differs from it."""
+    base = make_config(config.preset, targets=config.targets)
+    parts = ["unitrans", "run", "--preset", config.preset, "--target", *config.targets]
+    if config.data_dir != base.data_dir:
+        parts += ["--data-dir", str(config.data_dir)]
+    for f in fields(PipelineConfig):
+        value, default = getattr(config, f.name), getattr(base, f.name)
+        if f.name in NOT_IN_COMMAND or value == default:
+            continue
+        if isinstance(value, tuple):
+            text = ",".join(str(v) for v in value)
+        elif value is None:
+            text = "none"
+        else:
+            text = str(value)
+        parts += ["--set", f"{f.name}={text}"]
+    parts += ["--out", str(config.out_dir)]
+    return shlex.join(parts)
+
+
+HUB_NAMES = {
+    "me5-small": "intfloat/multilingual-e5-small",
+    "embeddinggemma-300m": "google/embeddinggemma-300m",
+}
+"""unitrans's names of encoders it builds offline -> the hub models they reproduce."""
+
+
+def hub_name(encoder: str) -> str | None:
+    """The card's `base_model`: the hub name of the encoder; None for a local folder."""
+    if encoder in HUB_NAMES:
+        return HUB_NAMES[encoder]
+    return None if Path(encoder).expanduser().exists() else encoder
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def _f1_text(summary: Mapping[str, Any]) -> str:
+    seeds = summary.get("per_seed", ())
+    if len(seeds) > 1 and summary.get("f1_std") is not None:
+        per = ", ".join(f"{_percent(r['f1'])} (seed {r['seed']})" for r in seeds)
+        return f"{_percent(summary['f1'])} ± {_percent(summary['f1_std'])} over {len(seeds)} seeds: {per}"
+    return f"{_percent(summary['f1'])} (seed {seeds[0]['seed']})" if seeds else _percent(summary["f1"])
+
+
+def model_card(
+    config: PipelineConfig,
+    lang: str,
+    variant: str,
+    seed: int,
+    labels: Sequence[str],
+    results: Mapping[str, Mapping[str, Any]],
+    *,
+    folder: Path,
+    pipeline_ready: bool,
+) -> str:
+    """A Hugging Face model card: YAML front matter, then how the model was made and how it scored."""
+    summary = results[variant]
+    types = sorted({lab.split("-", 1)[1] for lab in labels if "-" in lab})
+    n_source, n_target = config.max_source_sentences, config.max_target_sentences
+    front = [
+        "---",
+        f"language: [{lang}]",
+        "license: other",
+        "license_name: encoder-and-data-terms",
+        "library_name: transformers",
+        "pipeline_tag: token-classification",
+        "tags: [token-classification, ner, zero-resource, cross-lingual, unitrans]",
+        *([f"base_model: {hub}"] if (hub := hub_name(config.encoder)) else []),
+        "model-index:",
+        f"- name: unitrans-{config.encoder.replace('/', '-')}-{lang}-{variant}",
+        "  results:",
+        "  - task: {type: token-classification, name: Named-entity recognition}",
+        f"    dataset: {{name: {lang}/test.txt, type: conll}}",
+        f"    metrics: [{{type: f1, value: {summary['f1']:.4f}, name: entity micro F1 (conlleval)}}]",
+        "---",
+        "",
+    ]
+    rows = [
+        f"| {VARIANTS[name].title}{' (this model)' if name == variant else ''} | {_f1_text(r)} |"
+        for name, r in results.items()
+    ]
+    use = ["## Use", "", "```", f"unitrans tag --model {shlex.quote(str(folder))} text.txt", "```"]
+    if pipeline_ready:
+        use += [
+            "",
+            "```python",
+            "from transformers import pipeline",
+            f'ner = pipeline("token-classification", model="{folder}", aggregation_strategy="first")',
+            "```",
+            "",
+            "transformers' pipeline splits words its own way; `unitrans tag` splits them as in training and",
+            "decodes valid IOB2 spans with Viterbi, so their outputs can differ.",
+        ]
+    data = config.data_dir
+    body = [
+        f"# {VARIANTS[variant].title}: named entities in `{lang}`, without {lang} labels",
+        "",
+        f"Made by unitrans {__version__} with the UniTrans method (Wu et al., IJCAI 2020): labelled",
+        f"`{config.source}` data, unlabelled `{lang}` text, no `{lang}` label in training or in any choice",
+        "of settings.",
+        "",
+        f"- Encoder: `{config.encoder}`; entity types: {', '.join(types) or 'none'}; IOB2 tags: `{LABELS}`.",
+        f"- Labelled data: `{data / config.source / 'train.txt'}`"
+        + (f", a fixed sample of {n_source} sentences." if n_source else "."),
+        f"- Unlabelled text: the words of `{data / lang / 'train.txt'}` (its tags unread)"
+        + (f", a fixed sample of {n_target} sentences" if n_target else "")
+        + "; the translated training data is made from it word by word.",
+        f"- This folder holds the seed-{seed} model. The command that made it:",
+        "",
+        "```",
+        command_line(config),
+        "```",
+        "",
+        f"## Test F1 on `{data / lang / 'test.txt'}` (entity micro F1, conlleval)",
+        "",
+        "| variant | F1 |",
+        "|---|---|",
+        *rows,
+        "",
+        *use,
+        "",
+        "## Limitations",
+        "",
+        f"- Zero-resource: no `{lang}` label was seen, so the model inherits the source data's entity",
+        "  types, domain (news, for CoNLL) and annotation style; expect lower scores on other text.",
+        "- The test set is only scored after training; no setting or model choice reads it.",
+        f"- Words split on spaces and punctuation; long sentences go in {config.max_length}-subword windows.",
+        "",
+        "## Licences",
+        "",
+        "- unitrans code: Apache-2.0.",
+        f"- The weights derive from the encoder `{config.encoder}` (its licence and terms apply) and",
+        "  from the labelled training data (the CoNLL sets are for research use only): check both.",
+        "",
+    ]
+    return "\n".join(front + body)
+
+
+def _same_export(folder: Path, record: Mapping[str, Any]) -> bool:
+    try:
+        found = json.loads((folder / EXPORT_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return found == record and all((folder / name).is_file() for name in record["files"])
+
+
+def export_model(model_dir: Path, folder: Path, card: str, labels: Sequence[str], source_key: str) -> Path:
+    """Copy `model_dir` to `folder` with the card and label list; replaces an older export in one rename."""
+    model_dir, folder = Path(model_dir), Path(folder)
+    files = sorted(p.name for p in model_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    record = {"source": source_key, "card": card, "labels": list(labels), "files": files}
+    if _same_export(folder, record):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".exporting-{folder.name}-"))
+    try:
+        for name in files:  # copyfile, not copy2: new files get the umask's mode
+            shutil.copyfile(model_dir / name, staging / name)
+        write_text_atomic(staging / CARD, card)
+        write_text_atomic(staging / LABELS, "".join(f"{lab}\n" for lab in labels))
+        write_text_atomic(staging / EXPORT_RECORD, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(staging, 0o777 & ~mask)  # mkdtemp makes 0700
+        old = None
+        if folder.exists():
+            old = folder.parent / f".replaced-{folder.name}-{os.getpid()}"
+            os.replace(folder, old)
+        os.replace(staging, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def export_run(
+    config: PipelineConfig,
+    runs: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
+    results: Mapping[str, Mapping[str, Mapping[str, Any]]],
+) -> dict[str, dict[str, Path]]:
+    """Export the chosen variants of every target language; returns {lang: {variant: folder}}."""
+    chosen = default_export(config)  # PipelineConfig checked that they are among the variants run
+    out: dict[str, dict[str, Path]] = {}
+    for lang in config.targets:
+        for i, variant in enumerate(chosen):
+            first = runs[lang][variant][0]
+            model_dir = Path(first["model"])
+            meta = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+            labels = [meta["id2label"][str(i)] for i in range(len(meta["id2label"]))]
+            pipeline_ready = any(
+                str(a).endswith("ForTokenClassification") for a in meta.get("architectures", [])
+            )
+            folder = export_folder(config.out_dir, lang, variant, primary=i == 0)
+            card = model_card(
+                config, lang, variant, first["seed"], labels, results[lang],
+                folder=folder, pipeline_ready=pipeline_ready,
+            )  # fmt: skip
+            out.setdefault(lang, {})[variant] = export_model(
+                model_dir, folder, card, labels, model_dir.parent.name
+            )
+    return out
