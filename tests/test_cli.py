@@ -59,3 +59,12 @@ def test_environment_os_error_is_one_line(monkeypatch, capsys, tmp_path):
     assert main(["evaluate", "--pred", str(tmp_path / "p.txt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"unitrans: error: {tmp_path / 'out.txt'}: no space left on the device"]
+
+
+def test_tag_is_its_own_command_with_format_batching_and_quiet(capsys):
+    import unitrans.commands.run as run_module
+
+    assert main(["tag", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(option in out for option in ("--model", "--format", "--batch-lines", "--quiet"))
+    assert not hasattr(run_module, "tag_command")

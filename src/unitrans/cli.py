@@ -23,7 +23,7 @@ import typer
 
 from unitrans import __version__
 from unitrans.atomic import os_error_line
-from unitrans.commands import data, encoder, evaluate, run, train, translate
+from unitrans.commands import data, encoder, evaluate, run, tag, train, translate
 from unitrans.errors import UnitransError
 
 app = typer.Typer(
@@ -55,7 +55,7 @@ def _root(
     )
 
 
-for _module in (data, evaluate, encoder, train, translate, run):
+for _module in (data, evaluate, encoder, train, translate, run, tag):
     _module.register(app)
 
 

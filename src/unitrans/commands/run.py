@@ -1,8 +1,8 @@
-"""CLI commands: `unitrans run` (the whole UniTrans pipeline) and `unitrans tag` (raw text → entities)."""
+"""CLI command: `unitrans run` (the whole UniTrans pipeline)."""
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from typer.core import TyperCommand
 from unitrans.pipeline.config import PRESETS
 from unitrans.pipeline.variants import VARIANTS
 
-MULTI_VALUE_OPTIONS = ("--target", "-t", "--variants")
+MULTI_VALUE_OPTIONS = ("--target", "-t", "--variants", "--export")
 
 
 def expand_multi_values(args: list[str], options: tuple[str, ...] = MULTI_VALUE_OPTIONS) -> list[str]:
@@ -66,6 +66,12 @@ def run_command(
     variants: list[str] | None = typer.Option(
         None, "--variants", help=f"Variants to run (preset's by default): {' '.join(VARIANTS)}."
     ),
+    export: list[str] | None = typer.Option(
+        None,
+        "--export",
+        help="Variants whose models go to <out>/models/<lang>[-variant]/ with a model card "
+        "(default: unitrans when it runs, else the last variant).",
+    ),
     seeds: int | None = typer.Option(None, "--seeds", help="Runs per variant; reports mean ± std."),
     seed: int | None = typer.Option(None, "--seed", help="First seed (42)."),
     ensemble: int | None = typer.Option(None, "--ensemble", help="M teacher runs averaged (Eq. 14)."),
@@ -76,7 +82,9 @@ def run_command(
     settings: list[str] | None = typer.Option(
         None, "--set", help="Any other setting as NAME=VALUE, e.g. --set epochs=1 --set max_length=64."
     ),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    no_progress: bool = typer.Option(
+        False, "--no-progress", help="No per-step progress bars (they show only in a terminal anyway)."
+    ),
 ) -> None:
     """Run UniTrans end to end (translation, teachers, voting, students, evaluation) with a stage cache."""
     from unitrans.pipeline.config import make_config, parse_settings
@@ -88,6 +96,7 @@ def run_command(
         "data_dir": data_dir,
         "encoder": encoder,
         "variants": tuple(variants) if variants else None,
+        "export": tuple(export) if export else None,
         "seeds": seeds,
         "seed": seed,
         "ensemble": ensemble,
@@ -97,7 +106,8 @@ def run_command(
     }
     values = {**parse_settings(settings or []), **{k: v for k, v in explicit.items() if v is not None}}
     config = make_config(preset, **values)
-    result = run_pipeline(config, progress=not no_progress)
+    # Per-step bars only in a terminal: in a log file their carriage returns become thousands of lines.
+    result = run_pipeline(config, progress=not no_progress and sys.stderr.isatty())
     for rec in result.records:
         status = "cached, skipped" if rec.cached else f"ran in {rec.seconds:.1f}s"
         typer.echo(f"[{status}] {rec.label}", err=True)
@@ -108,29 +118,11 @@ def run_command(
         f"report: {result.paths['md']} (also {result.paths['json'].name}, {result.paths['png'].name})",
         err=True,
     )
-
-
-def tag_command(
-    model: Path = typer.Option(..., "--model", help="Checkpoint folder (or a stage folder with model/)."),
-    files: list[Path] | None = typer.Argument(None, help="Text files (default: stdin), a segment per line."),
-) -> None:
-    """Tag raw text; prints one JSON object per entity: text, type, start, end (character offsets), score.
-
-    Offsets count characters of the decoded input with its line ends as they are (see pipeline.tagging).
-    """
-    from unitrans.pipeline.tagging import read_inputs, resolve_model_dir, tag_text
-
-    model_dir = resolve_model_dir(model)
-    multiple = bool(files) and len(files) > 1
-    for name, text in read_inputs(files or []):  # all decoded first: a bad file fails before any output
-        for entity in tag_text(model_dir, text):
-            row = entity.to_dict()
-            if multiple:
-                row = {"file": name, **row}
-            typer.echo(json.dumps(row, ensure_ascii=False))
+    for lang, by_variant in result.exports.items():
+        for variant, folder in by_variant.items():
+            typer.echo(f"model ({lang}, {variant}): {folder}  (unitrans tag --model {folder} FILE)", err=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
     app.command("run", cls=MultiValueCommand)(run_command)
-    app.command("tag")(tag_command)
