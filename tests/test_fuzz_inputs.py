@@ -23,6 +23,7 @@ import pytest
 from unitrans.cli import main
 from unitrans.data import Sentence
 from unitrans.data.schemes import parse_tag
+from unitrans.data.textfile import split_lines
 
 GOOD_CONLL = "John B-PER\nvisited O\nMadrid B-LOC\n. O\n\nthe O\nman O\n"
 GOOD_TEXT = "John visited Madrid .\nthe man\n"
@@ -305,8 +306,10 @@ def test_tag_offsets_index_the_input(case, setup, tmp_path, capsys):
         text = data.decode("utf-16")
     else:
         text = data.decode("latin-1" if case == "latin1-only" else "utf-8")
+    assert [row["text"] for row in rows] == split_lines(text)
     for row in rows:
-        assert text[row["start"] : row["end"]] == row["text"]
+        for entity in row["entities"]:
+            assert row["text"][entity["start"] : entity["end"]] == entity["text"]
 
 
 @pytest.mark.parametrize(
