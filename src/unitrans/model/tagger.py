@@ -1,13 +1,17 @@
 """The tagger: a multilingual encoder, dropout and a linear layer over the labels, softmax per word.
 
-The model *is* a Hugging Face `AutoModelForTokenClassification`, so a checkpoint folder loads with
-`transformers.pipeline("token-classification", model=folder)`. What this module adds is the split forward
-that makes training fast: the embeddings and the bottom k layers are frozen, so their output for a window
-is the same at every step and is computed once (`frozen_states`, no dropout, no grad); training then runs
-only the top layers (`word_logits`) and the classifier on first subwords only.
+Where transformers has a token-classification class for the encoder (BERT, XLM-R, DeBERTa-v2, ...), the
+model *is* that `AutoModelForTokenClassification`, so a checkpoint folder also loads with
+`transformers.pipeline("token-classification", model=folder)`. For encoders it has none for (Gemma-3 /
+EmbeddingGemma) the head is ours (`unitrans.model.heads`, saved beside the encoder). Either way
+`load_tagger(folder)` is the one call that reloads a checkpoint, and
+`model(input_ids=..., attention_mask=...).logits` gives per-subword logits.
 
-It relies on the BERT-family layout (`base_model.embeddings`, `base_model.encoder.layer`), which covers
-BERT, RoBERTa, XLM-R and the E5 encoders.
+What this module adds is the split forward that makes training fast: the embeddings and the bottom k
+layers are frozen, so their output for a window is the same at every step and is computed once
+(`frozen_states`, no dropout, no grad); training then runs only the top layers (`word_logits`) and the
+classifier on first subwords only. Where each family keeps its embeddings and layers, and how a layer is
+called, is in `unitrans.model.architectures`; an architecture not listed there is refused in one line.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForTokenClassification, AutoTokenizer, PreTrainedModel
-from transformers.masking_utils import create_bidirectional_mask
+from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from unitrans.atomic import write_text_atomic
 from unitrans.errors import UnitransError
+from unitrans.model.architectures import Family, family_for, family_of
 from unitrans.model.encoders import check_model_folder
+from unitrans.model.heads import HEAD_FILE, EncoderTagger
 from unitrans.model.runtime import quiet_transformers
 
 logger = logging.getLogger(__name__)
@@ -67,12 +72,20 @@ def check_tagger_folder(folder: Path) -> dict[str, Any]:
         raise UnitransError(f"{folder}: {NOT_A_TAGGER}")
     if config is None:
         raise UnitransError(f"{folder}: incomplete checkpoint (unitrans.json but no config.json)")
-    architectures = config.get("architectures") or []
-    if not isinstance(architectures, list) or not any(
-        str(a).endswith("ForTokenClassification") for a in architectures
-    ):
-        raise UnitransError(f"{folder}: has unitrans.json but no token-classification head in config.json")
+    if not (_has_transformers_head(config) or (folder / HEAD_FILE).is_file()):
+        raise UnitransError(
+            f"{folder}: has unitrans.json but no token-classification head "
+            f"(neither in config.json nor in {HEAD_FILE})"
+        )
+    family_for(config, str(folder))  # an architecture the tagger cannot run is one line, here
     return config
+
+
+def _has_transformers_head(config: dict[str, Any]) -> bool:
+    architectures = config.get("architectures") or []
+    return isinstance(architectures, list) and any(
+        str(a).endswith("ForTokenClassification") for a in architectures
+    )
 
 
 def _loading(source: Path, what: str, load: Callable[[], Any]) -> Any:
@@ -96,18 +109,20 @@ def _first_line(err: BaseException) -> str:
 
 def load_tagger(
     source: Path, labels: Sequence[str] | None = None, *, dropout: float = 0.1
-) -> tuple[PreTrainedModel, Any]:
+) -> tuple[nn.Module, Any]:
     """Load a checkpoint (keeping its head) or an encoder folder (with a new head over `labels`).
 
+    The one documented call that reloads any saved tagger: `model, tokenizer = load_tagger(folder)`.
     Never runs code from the folder: `trust_remote_code=False`, and a config with `auto_map` is refused.
     """
     source = Path(source)
     if labels is None:
-        check_tagger_folder(source)
+        config = check_tagger_folder(source)
     elif not (source / "config.json").is_file():
         raise UnitransError(f"{source}: expected a model folder with config.json")
     else:
-        check_model_folder(source)
+        config = check_model_folder(source)
+    family = family_for(config, str(source))  # before any weights load
     # The tokenizer first: it is cheap, and a broken one then fails before the weights load.
     tokenizer = _loading(
         source, "tokenizer", lambda: AutoTokenizer.from_pretrained(source, trust_remote_code=False)
@@ -115,13 +130,7 @@ def load_tagger(
     if not getattr(tokenizer, "is_fast", False):
         raise UnitransError(f"{source}: a fast tokenizer is needed to align subwords with words")
     if is_checkpoint(source):
-        model = _loading(
-            source,
-            "model",
-            lambda: AutoModelForTokenClassification.from_pretrained(
-                source, attn_implementation="sdpa", trust_remote_code=False
-            ),
-        )
+        model = _loading(source, "model", lambda: _load_checkpoint(source, config, family))
         have = [model.config.id2label[i] for i in range(model.config.num_labels)]
         if labels is not None and list(labels) != have:
             raise UnitransError(
@@ -129,59 +138,60 @@ def load_tagger(
             )
     else:
         assert labels is not None  # check_tagger_folder refused a bare encoder without labels
-        with quiet_transformers():  # the new head is reported MISSING, the unused pooler UNEXPECTED
-            model = _loading(
-                source,
-                "encoder",
-                lambda: AutoModelForTokenClassification.from_pretrained(
-                    source,
-                    num_labels=len(labels),
-                    id2label=dict(enumerate(labels)),
-                    label2id={lab: i for i, lab in enumerate(labels)},
-                    classifier_dropout=dropout,
-                    attn_implementation="sdpa",
-                    trust_remote_code=False,
-                ),
-            )
-    _parts(model)
+        model = _loading(source, "encoder", lambda: _new_head(source, family, labels, dropout))
+    layers = family.layers(model.base_model)
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise UnitransError(f"{source}: the {family.name} encoder has no layers")
     return model, tokenizer
 
 
-def _parts(model: PreTrainedModel) -> tuple[nn.Module, nn.ModuleList]:
-    base = model.base_model
-    embeddings = getattr(base, "embeddings", None)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if embeddings is None or not isinstance(layers, nn.ModuleList):
-        raise UnitransError(
-            f"{type(model).__name__}: unsupported encoder layout "
-            "(needs BERT-style embeddings + encoder.layer)"
+def _load_checkpoint(source: Path, config: dict[str, Any], family: Family) -> nn.Module:
+    if not _has_transformers_head(config):
+        return EncoderTagger.from_pretrained(source, family.attn_implementation)
+    return AutoModelForTokenClassification.from_pretrained(
+        source, attn_implementation=family.attn_implementation, trust_remote_code=False
+    )
+
+
+def _new_head(source: Path, family: Family, labels: Sequence[str], dropout: float) -> nn.Module:
+    if family.head == "unitrans":
+        return EncoderTagger.from_encoder(source, labels, dropout, family.attn_implementation)
+    options: dict[str, Any] = {"classifier_dropout": dropout} if family.classifier_dropout else {}
+    with quiet_transformers():  # the new head is reported MISSING, the unused pooler UNEXPECTED
+        model = AutoModelForTokenClassification.from_pretrained(
+            source,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={lab: i for i, lab in enumerate(labels)},
+            **options,
+            attn_implementation=family.attn_implementation,
+            trust_remote_code=False,
         )
-    return embeddings, layers
+    if not family.classifier_dropout:  # its config has no such field (a reloaded checkpoint: the default)
+        model.dropout.p = dropout
+    return model
 
 
-def num_layers(model: PreTrainedModel) -> int:
-    return len(_parts(model)[1])
+def num_layers(model: nn.Module) -> int:
+    base = model.base_model
+    return len(family_of(base).layers(base))
 
 
-def freeze_bottom(model: PreTrainedModel, k: int) -> None:
-    """Freeze the embeddings and the bottom k layers (the paper's k = 3)."""
-    embeddings, layers = _parts(model)
+def freeze_bottom(model: nn.Module, k: int) -> None:
+    """Freeze the embeddings (with what every layer reads) and the bottom k layers (the paper's k = 3)."""
+    base = model.base_model
+    family = family_of(base)
+    layers = family.layers(base)
     if not 0 <= k <= len(layers):
         raise UnitransError(f"freeze_layers must be between 0 and {len(layers)}, got {k}")
-    for module in (embeddings, *layers[:k]):
+    for module in (*family.embeddings(base), *layers[:k]):
         for p in module.parameters():
             p.requires_grad_(False)
 
 
-def _mask(model: PreTrainedModel, hidden: torch.Tensor, attention_mask: torch.Tensor):
-    return create_bidirectional_mask(
-        config=model.base_model.config, inputs_embeds=hidden, attention_mask=attention_mask
-    )
-
-
 @torch.no_grad()
 def frozen_states(
-    model: PreTrainedModel,
+    model: nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     k: int,
@@ -189,21 +199,22 @@ def frozen_states(
     dropout: bool = False,
 ) -> torch.Tensor:
     """Output of the embeddings + bottom k layers; without dropout (cacheable) unless `dropout`."""
-    embeddings, layers = _parts(model)
+    base = model.base_model
+    family = family_of(base)
     was_training = model.training
     model.train(dropout)
     try:
-        hidden = embeddings(input_ids=input_ids)
-        mask = _mask(model, hidden, attention_mask)
-        for layer in layers[:k]:
-            hidden = layer(hidden, mask)
+        hidden = family.embed(base, input_ids, attention_mask)
+        context = family.context(base, hidden, attention_mask)
+        for i in range(k):
+            hidden = family.layer(base, i, hidden, context)
     finally:
         model.train(was_training)
     return hidden
 
 
 def word_logits(
-    model: PreTrainedModel,
+    model: nn.Module,
     hidden: torch.Tensor,
     attention_mask: torch.Tensor,
     first_layer: int,
@@ -213,19 +224,24 @@ def word_logits(
 
     `flat_positions` index the flattened (B*T) sequence; the result is (N, labels).
     """
-    _, layers = _parts(model)
-    mask = _mask(model, hidden, attention_mask)
-    for layer in layers[first_layer:]:
-        hidden = layer(hidden, mask)
+    base = model.base_model
+    family = family_of(base)
+    context = family.context(base, hidden, attention_mask)
+    for i in range(first_layer, len(family.layers(base))):
+        hidden = family.layer(base, i, hidden, context)
     words = hidden.reshape(-1, hidden.shape[-1]).index_select(0, flat_positions)
-    return model.classifier(model.dropout(words))
+    return model.classifier(model.dropout(family.final(base, words)))
 
 
-def embed(model: PreTrainedModel, input_ids: torch.Tensor) -> torch.Tensor:
-    return _parts(model)[0](input_ids=input_ids)
+def embed(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The embedding output; `word_logits(model, embed(...), mask, 0, ...)` is the full forward."""
+    base = model.base_model
+    return family_of(base).embed(base, input_ids, attention_mask)
 
 
-def save_tagger(model: PreTrainedModel, tokenizer: Any, out_dir: Path, metadata: dict[str, Any]) -> Path:
+def save_tagger(model: nn.Module, tokenizer: Any, out_dir: Path, metadata: dict[str, Any]) -> Path:
     """Write a `save_pretrained` folder + tokenizer + unitrans.json; unitrans.json goes last, atomically,
     so a folder with it is always complete. Every file and folder gets the umask's mode (the temporary
     folder is 0700 and some writers make 0600 files; what is moved out of it would keep those)."""

@@ -9,10 +9,21 @@ Only an owned word's first subword carries its label in training and its predict
 
 A word that tokenizes to nothing (e.g. a lone zero-width or control character) gets the tokenizer's
 unknown token, so it still has a first subword and gets a prediction.
+
+Words → subwords, for every tokenizer family. Tokenizers that mark word starts themselves (WordPiece's
+`##`, SentencePiece-Unigram's Metaspace `▁` in XLM-R, mDeBERTa and E5) are run with
+`is_split_into_words=True`, as the Hugging Face recipe does. Tokenizers without that marker (Gemma's
+SentencePiece-BPE: a normalizer turns spaces into `▁`, nothing adds one per word) would see each word
+without its leading `▁` that way, i.e. cut differently from running text. For those the words are joined
+with single spaces, as running text, and each subword goes to the word its character offsets fall in (a
+space-only subword to the next word); should one subword span two words, that sentence's words are
+tokenized one by one (each after a space), so every word still has its own first subword.
+`splits_like_text` decides, per tokenizer, by tokenizing a probe sentence both ways.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,7 +61,10 @@ class SpecialTokens:
 
 def special_tokens(tokenizer) -> SpecialTokens:
     """Find the tokenizer's single-sequence template by encoding one word and looking around it."""
-    enc = tokenizer(["a"], is_split_into_words=True, add_special_tokens=True)
+    try:
+        enc = tokenizer(["a"], is_split_into_words=True, add_special_tokens=True)
+    except (ValueError, TypeError):  # e.g. a byte-level BPE without add_prefix_space refuses split words
+        enc = tokenizer("a", add_special_tokens=True)
     ids, wids = enc["input_ids"], enc.word_ids()
     content = [i for i, w in enumerate(wids) if w is not None]
     first, last = (content[0], content[-1]) if content else (len(ids), len(ids) - 1)
@@ -60,10 +74,33 @@ def special_tokens(tokenizer) -> SpecialTokens:
     return SpecialTokens(tuple(ids[:first]), tuple(ids[last + 1 :]), int(unk))
 
 
+PROBE = ("John", "Smith", "visited", "the", "a", "Madrid", "1", ",", "é", "München", ".")
+
+
+def splits_like_text(tokenizer) -> bool:
+    """Whether `is_split_into_words=True` gives every word the subwords it gets in running text."""
+    probe = [Sentence(PROBE)]
+    try:
+        split = _split_pieces(tokenizer, probe, 0)
+    except (ValueError, TypeError):
+        return False
+    return split == _text_pieces(tokenizer, probe, 0)
+
+
 def word_pieces(tokenizer, sentences: Sequence[Sentence], unk: int) -> list[list[list[int]]]:
-    """Subword ids of every word of every sentence, tokenized as the HF recipe does (split into words)."""
+    """Subword ids of every word of every sentence, as the encoder sees the sentence as running text.
+
+    Each word gets at least one subword (`unk` when it tokenizes to nothing); see the module docstring.
+    """
     if not sentences:
         return []
+    if splits_like_text(tokenizer):
+        return _split_pieces(tokenizer, sentences, unk)
+    return _text_pieces(tokenizer, sentences, unk)
+
+
+def _split_pieces(tokenizer, sentences: Sequence[Sentence], unk: int) -> list[list[list[int]]]:
+    """Tokenized as the HF recipe does (split into words); the path for tokenizers with word markers."""
     with quiet_transformers():  # long sentences are windowed below, not truncated
         enc = tokenizer(
             [list(s.words) for s in sentences],
@@ -80,6 +117,63 @@ def word_pieces(tokenizer, sentences: Sequence[Sentence], unk: int) -> list[list
                 pieces[w].append(token_id)
         out.append([p if p else [unk] for p in pieces])
     return out
+
+
+def _text_pieces(tokenizer, sentences: Sequence[Sentence], unk: int) -> list[list[list[int]]]:
+    """Words joined by single spaces, tokenized as text, subwords assigned by character offsets."""
+    with quiet_transformers():
+        enc = tokenizer(
+            [" ".join(s.words) for s in sentences],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+    out: list[list[list[int]]] = []
+    for k, sentence in enumerate(sentences):
+        pieces = _assign(sentence.words, enc["input_ids"][k], enc["offset_mapping"][k])
+        if pieces is None:
+            pieces = _one_by_one(tokenizer, sentence.words)
+        out.append([p if p else [unk] for p in pieces])
+    return out
+
+
+def _assign(words: Sequence[str], ids: Sequence[int], offsets) -> list[list[int]] | None:
+    """Subwords per word by character offsets in " ".join(words); None if a subword spans two words.
+
+    A subword overlapping no word (a lone `▁` before a word that starts with a rare character) belongs
+    to the next word, as `is_split_into_words` would give it in Metaspace tokenizers.
+    """
+    starts, ends, pos = [], [], 0
+    for word in words:
+        starts.append(pos)
+        ends.append(pos + len(word))
+        pos += len(word) + 1
+    pieces: list[list[int]] = [[] for _ in words]
+    pending: list[int] = []
+    for token_id, (a, b) in zip(ids, offsets, strict=True):
+        w = bisect_right(ends, a)  # the first word ending after the subword starts
+        if w >= len(words) or starts[w] >= b:  # overlaps no word: whitespace, or an empty span
+            pending.append(token_id)
+            continue
+        if w + 1 < len(words) and b > starts[w + 1]:
+            return None
+        pieces[w].extend(pending)
+        pending = []
+        pieces[w].append(token_id)
+    if pending and words:
+        pieces[-1].extend(pending)
+    return pieces
+
+
+def _one_by_one(tokenizer, words: Sequence[str]) -> list[list[int]]:
+    """Each word tokenized alone, after a space except the first: one first subword per word for sure."""
+    texts = [word if i == 0 else " " + word for i, word in enumerate(words)]
+    with quiet_transformers():
+        enc = tokenizer(
+            texts, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False
+        )
+    return [list(ids) for ids in enc["input_ids"]]
 
 
 def split_windows(
