@@ -18,8 +18,13 @@ def test_presets():
     assert (paper.epochs, paper.teacher_lr, paper.student_lr, paper.eta) == (3, 5e-5, 1e-4, 1.0)
     assert paper.variants == tuple(VARIANTS) and paper.max_source_sentences == 0
     quick = make_config("quick", targets=("es",))
-    assert quick.variants == MAIN_VARIANTS and quick.epochs == 1 and quick.max_source_sentences > 0
-    assert make_config("quick", targets=("es",), epochs=None).epochs == 1  # None keeps the preset's value
+    assert (
+        quick.variants == MAIN_VARIANTS
+        and quick.epochs == 2
+        and quick.student_epochs == 3
+        and quick.max_source_sentences > 0
+    )
+    assert make_config("quick", targets=("es",), epochs=None).epochs == 2  # None keeps the preset's value
     assert set(PRESETS) == {"quick", "paper"}
 
 
