@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,75 @@ def test_cli_reports_a_malformed_vec_file(tmp_path, capsys):
     )
     assert code == 2
     assert f"{FIXTURES / 'bad.vec'}:3: expected a word and 3 numbers" in capsys.readouterr().err
+
+
+# --- every encoder family (issue 14): words → subwords as in the tagger -------------------------------------
+
+FAMILY_DIRS = ["tiny_xlmr_dir", "tiny_deberta_dir", "tiny_gemma_dir"]
+FAMILY_SENTENCES = [
+    Sentence(("John", "Smith", "visited", "Madrid", "with", "Mary", ".")),
+    Sentence(("Juan", "vive", "en", "Barcelona", ",", "2020", "xq")),  # xq, 2020: several subwords
+    Sentence(("the", "capital", "of", "the", "EU", "is", "Brussels")),  # Gemma's `▁of▁the` spans two words
+]
+
+
+def _running_text_columns(text: str, offsets, start: int, end: int) -> list[int]:
+    """Subwords of the word at text[start:end] in running text: those overlapping it, plus the
+    whitespace-only subwords (a lone `▁`) right before them."""
+    cols = [c for c, (a, b) in enumerate(offsets) if a < end and b > start and b > a]
+    while cols and cols[0] > 0 and offsets[cols[0] - 1][1] > offsets[cols[0] - 1][0]:
+        a, b = offsets[cols[0] - 1]
+        if text[a:b].strip():
+            break
+        cols.insert(0, cols[0] - 1)
+    return cols
+
+
+@pytest.mark.parametrize("fixture", FAMILY_DIRS)
+def test_every_word_gets_a_vector_from_its_own_pieces(fixture, request, tmp_path):
+    """Each type vector (one occurrence) is the mean of the word's own subwords' states when the
+    sentence is encoded as running text, for every layer, whatever the tokenizer family."""
+    folder = request.getfixturevalue(fixture)
+    model = AutoModel.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    n_layers = model.config.num_hidden_layers
+    config = TypeVectorConfig(
+        encoder=str(folder), lowercase=False, max_occurrences=1, layers=tuple(range(n_layers + 1)), bf16=False
+    )
+    layers = type_vectors(FAMILY_SENTENCES, config, cache_dir=tmp_path, progress=False)
+    every_word = {w for s in FAMILY_SENTENCES for w in s.words}
+    assert all(set(emb.words) == every_word for emb in layers.values())
+    for sentence in FAMILY_SENTENCES[:2]:  # no subword spans two words: the encoder sees running text
+        text = " ".join(sentence.words)
+        enc = tok(text, return_offsets_mapping=True, return_tensors="pt")
+        offsets = enc.pop("offset_mapping")[0].tolist()
+        with torch.no_grad():
+            hidden = model(**enc, output_hidden_states=True).hidden_states
+        start = 0
+        for word in sentence.words:
+            cols = _running_text_columns(text, offsets, start, start + len(word))
+            start += len(word) + 1
+            assert tok.decode(enc["input_ids"][0, cols]).strip() == word  # its own pieces, no neighbour's
+            for layer, emb in layers.items():
+                expected = hidden[layer][0, cols].mean(0).numpy()
+                got = emb.vectors[emb.words.index(word)]
+                np.testing.assert_allclose(got, expected, rtol=2e-3, atol=2e-3, err_msg=f"{word} {layer}")
+
+
+def test_the_cache_key_changes_with_the_encoder(tiny_xlmr_dir, tiny_deberta_dir, tiny_gemma_dir, tmp_path):
+    from conftest import build_tiny_gemma
+
+    rebuilt = build_tiny_gemma(tmp_path / "gemma", seed=1)
+    folders = [tiny_xlmr_dir, tiny_deberta_dir, tiny_gemma_dir, rebuilt]
+    configs = [TypeVectorConfig(encoder=str(f), layers=(1, 2), bf16=False) for f in folders]
+    cache = tmp_path / "cache"
+    first = [type_vectors(FAMILY_SENTENCES, c, cache_dir=cache, progress=False) for c in configs]
+    assert len(list((cache / "type-embeddings").glob("*.npz"))) == len(folders)
+    assert not np.allclose(first[2][2].vectors, first[3][2].vectors)  # same architecture, other weights
+    # the same folder with new weights (another size or time stamp) is another entry too
+    build_tiny_gemma(rebuilt, seed=2, layers=4)
+    for path in rebuilt.iterdir():
+        os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 10))
+    again = type_vectors(FAMILY_SENTENCES, configs[3], cache_dir=cache, progress=False)
+    assert len(list((cache / "type-embeddings").glob("*.npz"))) == len(folders) + 1
+    assert not np.allclose(again[2].vectors, first[3][2].vectors)

@@ -9,6 +9,15 @@ Types are lowercased by default: "The"/"the" and "Madrid"/"MADRID" pool their oc
 contexts per type, and bilingual dictionaries are lowercase), while the casing of each translated token
 is restored by the translation policy. `lowercase=False` keeps case-sensitive types.
 
+Words become subwords exactly as in the tagger (`unitrans.model.windows.word_pieces`): split into words
+for tokenizers that mark word starts (WordPiece, XLM-R/E5/mDeBERTa SentencePiece), joined as running text
+and aligned by character offsets for those that do not (Gemma), so each occurrence's vector is the mean of
+that word's own subwords in the context the encoder was trained on. The layers are the model's own
+`hidden_states` (0 = embeddings, the last one after any final norm, as `last_hidden_state`), so any
+`AutoModel` encoder works, Gemma-3 included. A sentence longer than `max_length` subwords is cut there
+(a word cut in two keeps the subwords before the cut); words past the cut, or that tokenize to nothing, are
+not collected from that occurrence.
+
 Sentences are chosen greedily in corpus order so that each type gets its first `max_occurrences`
 occurrences; sentences with nothing left to collect are never encoded. Results are cached in
 `$UNITRANS_CACHE/type-embeddings` (default ~/.cache/unitrans), keyed by encoder, corpus and settings.
@@ -36,6 +45,7 @@ from unitrans.translate.embeddings import WordEmbeddings, load_npz, save_npz
 
 logger = logging.getLogger(__name__)
 CACHE_FORMAT = 1
+NO_PIECES = -1  # stands in (as `word_pieces`' unknown id) for a word that tokenizes to nothing
 
 
 @dataclass(frozen=True)
@@ -81,10 +91,16 @@ def frequency_vocab(
 
 
 def _cache_key(
-    folder: Path, sentences: Sequence[Sentence], config: TypeVectorConfig, layers: Sequence[int]
+    folder: Path,
+    sentences: Sequence[Sentence],
+    config: TypeVectorConfig,
+    layers: Sequence[int],
+    by_offsets: bool,
 ) -> str:
     h = hashlib.sha256()
     settings = {k: v for k, v in asdict(config).items() if k != "batch_tokens"}  # batching: same result
+    if by_offsets:  # format-1 entries of tokenizers with word markers stay valid: their pieces are unchanged
+        settings["alignment"] = "offsets"
     h.update(
         json.dumps({"format": CACHE_FORMAT, **settings, "layers": list(layers)}, sort_keys=True).encode()
     )
@@ -113,6 +129,7 @@ def type_vectors(
     from transformers import AutoConfig
 
     from unitrans.model.encoders import check_model_folder, resolve_encoder
+    from unitrans.model.windows import splits_like_text
 
     folder = resolve_encoder(config.encoder)
     check_model_folder(folder)  # custom code (auto_map) is refused before transformers reads the folder
@@ -123,8 +140,10 @@ def type_vectors(
     layers = config.layers if config.layers is not None else default_layers(n_layers)
     if any(not 0 <= x <= n_layers for x in layers):
         raise UnitransError(f"layers {layers} out of range: {config.encoder} has hidden states 0..{n_layers}")
+    tokenizer = _load_tokenizer(folder)
+    by_offsets = not splits_like_text(tokenizer)
     root = cache_dir if cache_dir is not None else default_cache_root()
-    path = root / "type-embeddings" / f"{_cache_key(folder, sentences, config, layers)}.npz"
+    path = root / "type-embeddings" / f"{_cache_key(folder, sentences, config, layers, by_offsets)}.npz"
     if path.is_file():
         try:  # zip members carry CRC-32s: truncation or flipped bytes fail here, never reach a lexicon
             cached = load_npz(path)
@@ -133,7 +152,8 @@ def type_vectors(
         else:
             logger.info("type embeddings from cache %s", path)
             return {int(k): v for k, v in cached.items()}
-    save_npz(path, {str(k): v for k, v in _extract(folder, sentences, config, layers, progress).items()})
+    vectors = _extract(folder, tokenizer, sentences, config, layers, progress)
+    save_npz(path, {str(k): v for k, v in vectors.items()})
     logger.info("type embeddings cached at %s", path)
     return {int(k): v for k, v in load_npz(path).items()}  # the cached float16 values, as on later runs
 
@@ -154,14 +174,50 @@ def _wanted_positions(sentences: Sequence[Sentence], index: dict[str, int], conf
     return plan
 
 
+def _load_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError, TypeError) as err:
+        raise UnitransError(f"{folder}: not a usable tokenizer ({err})") from None
+
+
+def encode_words(
+    tokenizer, sentences: Sequence[Sentence], max_length: int
+) -> list[tuple[list[int], list[list[int]]]]:
+    """Per sentence: encoder input ids (special tokens included, at most `max_length`) and, per word, the
+    columns of its own subwords that fit (as with the tokenizer's truncation); none past the cut."""
+    from unitrans.model.windows import special_tokens, word_pieces
+
+    try:
+        specials = special_tokens(tokenizer)
+    except ValueError as err:
+        raise UnitransError(f"tokenizer {type(tokenizer).__name__}: {err}") from None
+    start = len(specials.prefix)
+    end = max_length - len(specials.suffix)  # content subwords occupy columns start..end-1
+    encoded = []
+    for pieces in word_pieces(tokenizer, sentences, NO_PIECES):
+        ids = list(specials.prefix)
+        columns: list[list[int]] = []
+        for word in pieces:
+            first = len(ids)
+            if word != [NO_PIECES]:
+                ids.extend(word)
+            columns.append(list(range(first, min(len(ids), end))))
+        encoded.append((ids[: max(end, start)] + list(specials.suffix), columns))
+    return encoded
+
+
 def _extract(
     folder: Path,
+    tokenizer,
     sentences: Sequence[Sentence],
     config: TypeVectorConfig,
     layers: Sequence[int],
     progress: bool,
 ) -> dict[int, WordEmbeddings]:
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
     from unitrans.model.encoders import check_model_folder
     from unitrans.model.runtime import autocast, quiet_transformers, use_bf16
@@ -170,45 +226,35 @@ def _extract(
     index = {w: i for i, w in enumerate(vocab)}
     plan = _wanted_positions(sentences, index, config)
     check_model_folder(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     with quiet_transformers():  # a checkpoint's classifier head is reported UNEXPECTED here
         model = AutoModel.from_pretrained(folder, trust_remote_code=False).eval()
     device = torch.device("cpu")
     bf16 = use_bf16(device, config.bf16)
-    encoded = tokenizer(
-        [list(sentences[si].words) for si, _ in plan],
-        is_split_into_words=True,
-        truncation=True,
-        max_length=config.max_length,
-    )
-    order = sorted(range(len(plan)), key=lambda i: len(encoded["input_ids"][i]))
+    encoded = encode_words(tokenizer, [sentences[si] for si, _ in plan], config.max_length)
+    order = sorted(range(len(plan)), key=lambda i: len(encoded[i][0]))
     dim = int(model.config.hidden_size)
     sums = torch.zeros(len(layers), len(vocab), dim)
     seen = torch.zeros(len(vocab))
     batches: list[list[int]] = [[]]
     for i in order:
-        longest = len(encoded["input_ids"][i])
+        longest = len(encoded[i][0])
         if batches[-1] and longest * (len(batches[-1]) + 1) > config.batch_tokens:
             batches.append([])
         batches[-1].append(i)
     bar = tqdm(total=sum(len(w) for _, w in plan), desc="type vectors", unit="word", disable=not progress)
     with torch.no_grad():
         for batch in batches:
-            width = max(len(encoded["input_ids"][i]) for i in batch)
+            width = max(len(encoded[i][0]) for i in batch)
             ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0)
             mask = torch.zeros(len(batch), width, dtype=torch.long)
             tok_rows, tok_cols, tok_type, tok_weight = [], [], [], []
             for row, i in enumerate(batch):
-                seq = encoded["input_ids"][i]
+                seq, columns = encoded[i]
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
-                pieces: dict[int, list[int]] = {}
-                for col, wid in enumerate(encoded.word_ids(i)):
-                    if wid is not None:
-                        pieces.setdefault(wid, []).append(col)
                 for wi, tid in plan[i][1]:
-                    cols = pieces.get(wi)
-                    if not cols:  # truncated away or no subwords: not collected
+                    cols = columns[wi]
+                    if not cols:  # cut by max_length or no subwords: not collected
                         continue
                     seen[tid] += 1
                     for col in cols:
@@ -218,11 +264,14 @@ def _extract(
                         tok_weight.append(1.0 / len(cols))
             with autocast(device, bf16):
                 out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            hidden = out.hidden_states
+            if hidden is None or len(hidden) <= max(layers):
+                raise UnitransError(f"{folder}: the encoder does not return hidden states 0..{max(layers)}")
             rows, cols = torch.tensor(tok_rows, dtype=torch.long), torch.tensor(tok_cols, dtype=torch.long)
             types = torch.tensor(tok_type, dtype=torch.long)
             weight = torch.tensor(tok_weight).unsqueeze(1)
             for li, layer in enumerate(layers):
-                vecs = out.hidden_states[layer][rows, cols].float() * weight
+                vecs = hidden[layer][rows, cols].float() * weight
                 sums[li].index_add_(0, types, vecs)
             bar.update(sum(len(plan[i][1]) for i in batch))
     bar.close()
