@@ -1,0 +1,106 @@
+"""Stages scheduled as a graph: each starts as soon as what it needs is done, not when a wave ends."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import pytest
+
+from unitrans.pipeline import parallel
+from unitrans.pipeline.parallel import GraphTask, StagePool
+
+
+class Log:
+    """Fake stages that record when they start and end (threads stand in for worker processes)."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.lock = threading.Lock()
+        self.adopted: dict[tuple, str] = {}
+
+    def task(self, ident: tuple, needs: tuple = (), seconds: float = 0.0) -> GraphTask:
+        def call(ctx: object) -> str:
+            with self.lock:
+                self.events.append(f"start {ident[0]}")
+            time.sleep(seconds)
+            with self.lock:
+                self.events.append(f"end {ident[0]}")
+            return f"record {ident[0]}"
+
+        def make() -> tuple:
+            assert all(n in self.adopted for n in needs), f"{ident} made before its needs were adopted"
+            return call, lambda rec: self.adopted.__setitem__(ident, rec)
+
+        return GraphTask(ident, needs, make)
+
+
+@pytest.fixture
+def threads_as_workers(monkeypatch):
+    """StagePool with threads for processes, no cache and plain labels: only the scheduling is tested."""
+    monkeypatch.setattr(parallel, "_run_in_worker", lambda *args: args[-2](None))
+    monkeypatch.setattr(StagePool, "_cached", lambda self, call: None)
+    monkeypatch.setattr(
+        StagePool, "_executor", lambda self: self.__dict__.setdefault("_threads", ThreadPoolExecutor(2))
+    )
+    monkeypatch.setattr("unitrans.pipeline.stages.call_label", lambda call, config: "stage")
+    ctx = SimpleNamespace(adopt=lambda rec: rec, cache=SimpleNamespace(root=None, version="", verify="full"),
+                          config=None, progress=False)  # fmt: skip
+    return ctx
+
+
+def test_a_stage_starts_when_its_needs_are_done_not_when_its_wave_is(threads_as_workers):
+    log = Log()
+    tasks = [
+        log.task(("src",), seconds=1.0),  # a long Θsrc beside ...
+        log.task(("translate",), seconds=0.05),  # ... a short translation
+        log.task(("trans",), needs=(("translate",),), seconds=0.05),  # Θtrans needs only the translation
+        log.task(("teach",), needs=(("translate",), ("src",))),
+    ]
+    StagePool(threads_as_workers, 2).run_graph(tasks)
+    ev = log.events
+    assert ev.index("start trans") < ev.index("end src")  # waves would have waited for Θsrc
+    assert ev.index("start teach") > ev.index("end src")
+    assert log.adopted == {t.ident: f"record {t.ident[0]}" for t in tasks}
+
+
+def test_no_more_than_workers_run_at_once(threads_as_workers):
+    log = Log()
+    tasks = [log.task((f"t{i}",), seconds=0.05) for i in range(5)]
+    StagePool(threads_as_workers, 2).run_graph(tasks)
+    running = peak = 0
+    for event in log.events:
+        running += 1 if event.startswith("start") else -1
+        peak = max(peak, running)
+    assert peak == 2 and len(log.adopted) == 5
+
+
+def test_one_worker_runs_in_dependency_order_and_once_per_ident():
+    log = Log()
+    tasks = [
+        log.task(("student",), needs=(("probs",),)),
+        log.task(("probs",), needs=(("model",),)),
+        log.task(("model",)),
+        log.task(("model",)),  # wanted twice: runs once
+    ]
+    StagePool(SimpleNamespace(), 1).run_graph(tasks)
+    assert log.events == [
+        "start model",
+        "end model",
+        "start probs",
+        "end probs",
+        "start student",
+        "end student",
+    ]
+
+
+def test_undeclared_needs_and_cycles_are_errors():
+    log = Log()
+    with pytest.raises(ValueError, match="undeclared"):
+        StagePool(SimpleNamespace(), 1).run_graph([log.task(("a",), needs=(("b",),))])
+    with pytest.raises(ValueError, match="cycle"):
+        StagePool(SimpleNamespace(), 1).run_graph(
+            [log.task(("a",), needs=(("b",),)), log.task(("b",), needs=(("a",),))]
+        )
