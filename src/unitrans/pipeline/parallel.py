@@ -3,9 +3,9 @@
 Why: on a small CPU one training does not use its cores well (hidden size 384, batches of ~40-word
 sentences: thread hand-offs and memory-bound ops). Measured on the 2-core development machine (me5-small,
 1,200 English sentences, 1 epoch): one training with 2 threads took 21.3 s, two trainings side by side
-with 1 thread each took 28.0 s together, 1.5x the throughput. Θtrans and Θteach, the teachers'
-probabilities on D_T, the students of different variants and the translations of different target
-languages never depend on each other, so the runner plans them in waves and runs each wave here.
+with 1 thread each took 28.0 s together, 1.5x the throughput. The runner declares each stage
+with the stages it needs (`GraphTask`), and `StagePool.run_graph` starts every stage as soon as those
+are done: Θtrans starts when its translation is ready, without waiting for a Θsrc training beside it.
 
 Stages already in the cache are taken in-process (no process is started for them). Every stage that
 has to run goes to a worker, even alone in its wave: numbers depend on the thread count, and a resumed run
@@ -31,9 +31,9 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -250,6 +250,70 @@ class StagePool:
             results[i] = self.ctx.adopt(record)
         return results  # type: ignore[return-value]
 
+    def run_graph(self, tasks: Sequence[GraphTask]) -> None:
+        """Run every task once its `needs` are done; at most `workers` at a time, earlier tasks first.
+
+        Each task's call is made only when its needs are adopted, so it sees their records. Tasks given
+        twice (same `ident`) run once. Numbers do not depend on the order: every stage that runs goes to
+        a worker with the same thread count (see the module docstring).
+        """
+        unique: dict[tuple, GraphTask] = {}
+        for task in tasks:
+            unique.setdefault(task.ident, task)
+        missing = {n for t in unique.values() for n in t.needs} - unique.keys()
+        if missing:
+            raise ValueError(f"tasks need undeclared tasks: {sorted(map(str, missing))}")
+        if self.workers <= 1:
+            for task in _in_dependency_order(list(unique.values())):
+                call, adopt = task.make()
+                adopt(call(self.ctx))
+            return
+        from unitrans.pipeline.stages import call_label
+
+        waiting = list(unique.values())
+        done: set[tuple] = set()
+        made: dict[tuple, tuple[StageCall, Callable[[StageRecord], None], StageRecord | None]] = {}
+        running: dict[Future, tuple[GraphTask, Callable[[StageRecord], None], str]] = {}
+        args: tuple | None = None
+        while waiting or running:
+            progressed = True
+            while progressed:  # take ready tasks from the cache, or start them while workers are free
+                progressed = False
+                for task in list(waiting):
+                    if not all(n in done for n in task.needs):
+                        continue
+                    if task.ident not in made:  # made and looked up once, when it becomes ready
+                        call, adopt = task.make()
+                        made[task.ident] = (call, adopt, self._cached(call))
+                    call, adopt, rec = made[task.ident]
+                    if rec is None and len(running) >= self.workers:
+                        continue
+                    waiting.remove(task)
+                    progressed = True
+                    if rec is not None:
+                        adopt(self.ctx.adopt(rec))
+                        done.add(task.ident)
+                        break  # what it unlocked comes before later tasks
+                    pool = self._executor()
+                    if args is None:
+                        cache = self.ctx.cache
+                        args = (self.ctx.config, cache.root, cache.version, cache.verify, self.ctx.progress)
+                    label = call_label(call, self.ctx.config)
+                    running[pool.submit(_run_in_worker, *args, call, label)] = (task, adopt, label)
+            if not running:
+                if waiting:
+                    raise ValueError("tasks wait on each other in a cycle")
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in [f for f in running if f in finished]:  # in start order
+                task, adopt, label = running.pop(future)
+                try:
+                    record = future.result()
+                except BrokenProcessPool:
+                    raise self._died([label, *(lab for _, _, lab in running.values())]) from None
+                adopt(self.ctx.adopt(record))
+                done.add(task.ident)
+
     def _died(self, unfinished: list[str]) -> UnitransError:
         """The one-line error for a worker that vanished, naming the stage it ran: the executor terminates
         the other workers, which remove their status files, so the files left name the dead one's stage."""
@@ -262,6 +326,31 @@ class StagePool:
         self.close()
         names = " or ".join(dict.fromkeys(running or unfinished)) or "a stage"
         return UnitransError(f"worker process for {names} died (killed by the OS — out of memory?)")
+
+
+@dataclass(frozen=True)
+class GraphTask:
+    """One stage for `StagePool.run_graph`: `make` returns its call and where its record goes; it is
+    called only once every task named in `needs` is done, so it can read their records."""
+
+    ident: tuple
+    needs: tuple[tuple, ...]
+    make: Callable[[], tuple[StageCall, Callable[[StageRecord], None]]]
+
+
+def _in_dependency_order(tasks: list[GraphTask]) -> list[GraphTask]:
+    """The tasks in their given order, each moved after what it needs (a stable topological sort)."""
+    done: set[tuple] = set()
+    out: list[GraphTask] = []
+    waiting = list(tasks)
+    while waiting:
+        ready = next((t for t in waiting if all(n in done for n in t.needs)), None)
+        if ready is None:
+            raise ValueError("tasks wait on each other in a cycle")
+        waiting.remove(ready)
+        out.append(ready)
+        done.add(ready.ident)
+    return out
 
 
 def _succeeded(future: Future) -> bool:

@@ -2,7 +2,9 @@
 
 Order per target: translation (D_trans) → models per seed (Θsrc, Θtrans, Θteach, data combination) →
 teacher probabilities on D_T → votes → students → test probabilities → evaluation; then the report.
-Θsrc's key does not involve the target, so one Θsrc per seed serves every target language.
+Θsrc's key does not involve the target, so one Θsrc per seed serves every target language. With
+several workers, `_graph` declares every stage with the stages it needs and the pool starts each as soon
+as they are done; the ordered loop then finds all of them in the memo and builds the report.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from unitrans.pipeline import stages
 from unitrans.pipeline.cache import StageCache, StageRecord
 from unitrans.pipeline.config import PipelineConfig
 from unitrans.pipeline.export import export_run
-from unitrans.pipeline.parallel import StageCall, StagePool, resolve_workers
+from unitrans.pipeline.parallel import GraphTask, StageCall, StagePool, resolve_workers
 from unitrans.pipeline.stages import Corpus, StageContext
 from unitrans.pipeline.variants import TEACHERS, VARIANTS, required_models
 
@@ -195,14 +197,14 @@ class _Language:
         return model, ev, hard
 
 
-Wave = list[tuple[tuple, Callable[[StageRecord], None], StageCall]]
-"""(identity, where the record goes, the stage call): the same stage may be wanted twice."""
+def _model_ident(lang: str, kind: str, seed: int) -> tuple:
+    return ("src", seed) if kind == "src" else (lang, kind, seed)  # Θsrc serves every language
 
 
-def _side_by_side(pool: StagePool, languages: dict[str, _Language], config: PipelineConfig) -> None:
-    """Run the stages that do not depend on each other in waves (see `parallel`); the ordered loop
-    afterwards finds them in the memo. Waves: Θsrc and translations; the other models; teacher
-    probabilities on D_T; students; test probabilities."""
+def _graph(languages: dict[str, _Language], config: PipelineConfig) -> list[GraphTask]:
+    """Every stage of the run with the stages it needs, for `StagePool.run_graph`; the ordered loop in
+    `run_pipeline` then finds them all in the memo. Listed in the order the loop would reach them, which
+    is also the order in which ready stages start."""
     plan = [
         (lg, seed, name) for lg in languages.values() for seed in config.seed_list for name in config.variants
     ]
@@ -213,50 +215,57 @@ def _side_by_side(pool: StagePool, languages: dict[str, _Language], config: Pipe
             for s in lg.member_seeds(seed, v.ensemble):
                 models.update({(lg.lang, kind, s)} | ({(lg.lang, "src", s)} if kind == "teach" else set()))
     first = next(iter(languages.values()))
-    wave: Wave = [
-        (("src", s), functools.partial(first.adopt_model, "src", s), first.model_call("src", s))
-        for s in sorted({s for _, kind, s in models if kind == "src"})
-        if not first.has_model("src", s)
-    ]
+
+    def model(lg: _Language, kind: str, s: int) -> tuple:
+        return lg.model_call(kind, s), functools.partial(lg.adopt_model, kind, s)
+
+    srcs = sorted({s for _, kind, s in models if kind == "src"})
+    tasks = [GraphTask(("src", s), (), functools.partial(model, first, "src", s)) for s in srcs]
     if any(kind != "src" for _, kind, _ in models):
-        wave += [
-            (("translate", lg.lang), lg.adopt_translation, lg.translation_call()) for lg in languages.values()
+        tasks += [
+            GraphTask(("translate", lg.lang), (), lambda lg=lg: (lg.translation_call(), lg.adopt_translation))
+            for lg in languages.values()
         ]
-    _run_wave(pool, wave)
-    wave = []
     for lang, kind, s in sorted(models):
-        lg = languages[lang]
-        if kind != "src" and not lg.has_model(kind, s):
-            wave.append(((lang, kind, s), functools.partial(lg.adopt_model, kind, s), lg.model_call(kind, s)))
-    _run_wave(pool, wave)
-    wave = []
+        if kind != "src":
+            needs = (("translate", lang),) + ((("src", s),) if kind == "teach" else ())
+            make = functools.partial(model, languages[lang], kind, s)
+            tasks.append(GraphTask((lang, kind, s), needs, make))
+
+    def probs(lg: _Language, rec: StageRecord, data: Corpus, label: str) -> tuple:
+        key, call = lg.probs_call(rec, data, label)
+        return call, functools.partial(lg.adopt, key)
+
     for lg, seed, name in plan:
         v = VARIANTS[name]
         for kind in v.models() if v.is_student else ():
             for s in lg.member_seeds(seed, v.ensemble):
-                key, call = lg.probs_call(lg.model(kind, s), lg.text, lg.dt_label(kind, s))
-                wave.append((key, functools.partial(lg.adopt, key), call))
-    _run_wave(pool, wave)
-    wave = []
+                tasks.append(GraphTask(
+                    ("dt", lg.lang, kind, s), (_model_ident(lg.lang, kind, s),),
+                    lambda lg=lg, kind=kind, s=s: probs(lg, lg.model(kind, s), lg.text, lg.dt_label(kind, s)),
+                ))  # fmt: skip
     for lg, seed, name in plan:
-        if VARIANTS[name].is_student:
-            key, call = lg.student_call(name, seed)
-            wave.append(((lg.lang, *key), functools.partial(lg.adopt, key), call))
-    _run_wave(pool, wave)
-    wave = []
+        v = VARIANTS[name]
+        if v.is_student:
+            needs = tuple(
+                ("dt", lg.lang, kind, s) for kind in v.models() for s in lg.member_seeds(seed, v.ensemble)
+            )
+
+            def student(lg: _Language = lg, name: str = name, seed: int = seed) -> tuple:
+                key, call = lg.student_call(name, seed)
+                return call, functools.partial(lg.adopt, key)
+
+            tasks.append(GraphTask(("student", lg.lang, name, seed), needs, student))
     for lg, seed, name in plan:
-        key, call = lg.probs_call(lg.variant_model(name, seed), lg.test, lg.test_label(name, seed))
-        wave.append((key, functools.partial(lg.adopt, key), call))
-    _run_wave(pool, wave)
-
-
-def _run_wave(pool: StagePool, wave: Wave) -> None:
-    unique: dict[tuple, tuple[Callable[[StageRecord], None], StageCall]] = {}
-    for ident, adopt, call in wave:  # first wanted, first run
-        unique.setdefault(ident, (adopt, call))
-    items = list(unique.values())
-    for (adopt, _), rec in zip(items, pool.run([call for _, call in items]), strict=True):
-        adopt(rec)
+        v = VARIANTS[name]
+        need = _model_ident(lg.lang, v.model, seed) if v.model else ("student", lg.lang, name, seed)
+        tasks.append(GraphTask(
+            ("test", lg.lang, name, seed), (need,),
+            lambda lg=lg, name=name, seed=seed: probs(
+                lg, lg.variant_model(name, seed), lg.test, lg.test_label(name, seed)
+            ),
+        ))  # fmt: skip
+    return tasks
 
 
 def run_pipeline(
@@ -284,7 +293,7 @@ def run_pipeline(
     workers = resolve_workers(config.workers)
     if workers > 1:
         with StagePool(ctx, workers) as pool:
-            _side_by_side(pool, languages, config)
+            pool.run_graph(_graph(languages, config))
 
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     coverage: dict[str, list[float]] = {}
