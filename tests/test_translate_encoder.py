@@ -228,3 +228,18 @@ def test_the_cache_key_changes_with_the_encoder(tiny_xlmr_dir, tiny_deberta_dir,
     again = type_vectors(FAMILY_SENTENCES, configs[3], cache_dir=cache, progress=False)
     assert len(list((cache / "type-embeddings").glob("*.npz"))) == len(folders) + 1
     assert not np.allclose(again[2].vectors, first[3][2].vectors)
+
+
+@pytest.mark.parametrize("fixture", FAMILY_DIRS)
+def test_long_sentences_are_cut_at_max_length_like_the_tokenizer(fixture, request):
+    """At most `max_length` ids with the end token kept; words past the cut have no columns, and every
+    column a word has holds one of its own subwords."""
+    tok = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
+    sentence = FAMILY_SENTENCES[1]
+    (full_ids, full_cols), (ids, cols) = (
+        encoder_vectors.encode_words(tok, [sentence], n)[0] for n in (512, 8)
+    )
+    assert len(ids) == 8 and ids[-1] == full_ids[-1] and ids[:-1] == full_ids[:7]
+    assert all(c < 7 for word in cols for c in word) and not cols[-1]
+    assert [w[: len(c)] for w, c in zip(full_cols, cols, strict=True)] == cols
+    assert all(full_cols)  # with room, every word has its subwords
