@@ -235,8 +235,8 @@ def test_damaged_entries_are_rebuilt_to_the_same_weights_and_f1(
     model = cache / by_label["train src (seed 42)"].folder.relative_to(out / "cache")
     probs = cache / by_label["es: src (seed 42) on test"].folder.relative_to(out / "cache")
     evaluation = cache / by_label["es: evaluate src (seed 42)"].folder.relative_to(out / "cache")
-    weights = (model / "model" / "model.safetensors").read_bytes()
-    with open(model / "model" / "model.safetensors", "r+b") as f:  # a disk error: zeroed bytes
+    weights = (model / "model" / "delta.safetensors").read_bytes()  # the cache holds compact models
+    with open(model / "model" / "delta.safetensors", "r+b") as f:  # a disk error: zeroed bytes
         f.seek(len(weights) // 2)
         f.write(bytes(64))
     (probs / "probs.npz").write_bytes((probs / "probs.npz").read_bytes()[:100])  # a copy cut short
@@ -248,7 +248,7 @@ def test_damaged_entries_are_rebuilt_to_the_same_weights_and_f1(
     assert len(warned) == 3 and all("\n" not in w for w in warned)
     for folder in (model, probs, evaluation):
         assert sum(str(folder) in w for w in warned) == 1
-    assert (model / "model" / "model.safetensors").read_bytes() == weights
+    assert (model / "model" / "delta.safetensors").read_bytes() == weights
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results == json.loads((out / "results.json").read_text())
     err = capsys.readouterr().err

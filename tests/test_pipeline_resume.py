@@ -219,7 +219,7 @@ def test_sigkilled_cli_run_resumes_to_the_same_numbers(tiny_encoder_dir, tmp_pat
     assert again.returncode == 0, again.stderr
     want = json.loads((tmp_path / "a" / "results.json").read_text())
     assert json.loads((tmp_path / "b" / "results.json").read_text()) == want
-    weights = sorted((tmp_path / "ca").glob("*/*/model/model.safetensors"))
+    weights = sorted((tmp_path / "ca").glob("*/*/model/delta.safetensors"))  # compact models
     assert len(weights) == 4  # Θsrc, Θtrans, Θteach, the student
     for path in weights:
         assert (tmp_path / "cb" / path.relative_to(tmp_path / "ca")).read_bytes() == path.read_bytes()

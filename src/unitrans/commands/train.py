@@ -42,6 +42,11 @@ def train(
         "--init",
         help="Continue from this checkpoint (fresh optimizer and warm-up), e.g. Θsrc → Θteach.",
     ),
+    compact: bool = typer.Option(
+        False,
+        "--compact",
+        help="Save only what training changed (needs the base encoder folder to load; ~7x smaller).",
+    ),
 ) -> None:
     """Fine-tune a tagger on a labelled file (the paper's recipe by default)."""
     from unitrans.atomic import check_writable_dir
@@ -67,7 +72,7 @@ def train(
         average_last=average_last,
     )
     sentences = read_conll(train_file)
-    folder = supervised.train_tagger(sentences, out, config, init=init)
+    folder = supervised.train_tagger(sentences, out, config, init=init, compact=compact)
     timings = json.loads((folder / "unitrans.json").read_text(encoding="utf-8"))["timings"]
     typer.echo(
         f"{folder}  ({timings['total_seconds']:.0f} s, {timings['train_tokens_per_second']:.0f} tok/s)"

@@ -5,7 +5,9 @@ model *is* that `AutoModelForTokenClassification`, so a checkpoint folder also l
 `transformers.pipeline("token-classification", model=folder)`. For encoders it has none for (Gemma-3 /
 EmbeddingGemma) the head is ours (`unitrans.model.heads`, saved beside the encoder). Either way
 `load_tagger(folder)` is the one call that reloads a checkpoint, and
-`model(input_ids=..., attention_mask=...).logits` gives per-subword logits.
+`model(input_ids=..., attention_mask=...).logits` gives per-subword logits. A checkpoint may also be
+compact (only what training changed, against a hash-verified base encoder: `unitrans.model.compact`);
+`load_tagger` rebuilds it bit for bit.
 
 What this module adds is the split forward that makes training fast: the embeddings and the bottom k
 layers are frozen, so their output for a window is the same at every step and is computed once
@@ -32,6 +34,14 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 from unitrans.atomic import write_text_atomic
 from unitrans.errors import UnitransError
 from unitrans.model.architectures import Family, family_for, family_of
+from unitrans.model.compact import (
+    COMPACT_KEY,
+    DELTA_FILE,
+    base_folder,
+    compact_info,
+    load_compact,
+    save_compact,
+)
 from unitrans.model.encoders import check_model_folder
 from unitrans.model.heads import HEAD_FILE, EncoderTagger
 from unitrans.model.runtime import quiet_transformers
@@ -72,7 +82,8 @@ def check_tagger_folder(folder: Path) -> dict[str, Any]:
         raise UnitransError(f"{folder}: {NOT_A_TAGGER}")
     if config is None:
         raise UnitransError(f"{folder}: incomplete checkpoint (unitrans.json but no config.json)")
-    if not (_has_transformers_head(config) or (folder / HEAD_FILE).is_file()):
+    compact = compact_info(read_metadata(folder)) is not None
+    if not (_has_transformers_head(config) or (folder / HEAD_FILE).is_file() or compact):
         raise UnitransError(
             f"{folder}: has unitrans.json but no token-classification head "
             f"(neither in config.json nor in {HEAD_FILE})"
@@ -123,13 +134,19 @@ def load_tagger(
     else:
         config = check_model_folder(source)
     family = family_for(config, str(source))  # before any weights load
+    # A compact checkpoint's tokenizer is its base encoder's, whose weights hash is checked first.
+    metadata = read_metadata(source) if is_checkpoint(source) else {}
+    compact = compact_info(metadata) is not None
+    words_from = base_folder(source, metadata) if compact else source
     # The tokenizer first: it is cheap, and a broken one then fails before the weights load.
     tokenizer = _loading(
-        source, "tokenizer", lambda: AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        words_from, "tokenizer", lambda: AutoTokenizer.from_pretrained(words_from, trust_remote_code=False)
     )
     if not getattr(tokenizer, "is_fast", False):
         raise UnitransError(f"{source}: a fast tokenizer is needed to align subwords with words")
-    if is_checkpoint(source):
+    if compact:
+        model = _loading(source, "model", lambda: load_compact(source, metadata, family))
+    elif is_checkpoint(source):
         model = _loading(source, "model", lambda: _load_checkpoint(source, config, family))
         have = [model.config.id2label[i] for i in range(model.config.num_labels)]
         if labels is not None and list(labels) != have:
@@ -241,16 +258,28 @@ def embed(
     return family_of(base).embed(base, input_ids, attention_mask)
 
 
-def save_tagger(model: nn.Module, tokenizer: Any, out_dir: Path, metadata: dict[str, Any]) -> Path:
+def save_tagger(
+    model: nn.Module, tokenizer: Any, out_dir: Path, metadata: dict[str, Any], *, base: Path | None = None
+) -> Path:
     """Write a `save_pretrained` folder + tokenizer + unitrans.json; unitrans.json goes last, atomically,
     so a folder with it is always complete. Every file and folder gets the umask's mode (the temporary
-    folder is 0700 and some writers make 0600 files; what is moved out of it would keep those)."""
+    folder is 0700 and some writers make 0600 files; what is moved out of it would keep those).
+
+    With `base` (a bare encoder folder) the checkpoint is compact instead (`unitrans.model.compact`):
+    config.json and the delta against `base`, no tokenizer (the base's is used), no full weights."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / METADATA_FILE).unlink(missing_ok=True)
+    metadata = {k: v for k, v in metadata.items() if k != COMPACT_KEY}
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".saving-") as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        if base is None:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        else:
+            metadata[COMPACT_KEY] = save_compact(model, Path(tmp), base)
+        stale = (DELTA_FILE,) if base is None else (*_FULL_WEIGHTS, HEAD_FILE)
+        for name in stale:  # what a save in the other form left in this folder
+            (out_dir / name).unlink(missing_ok=True)
         for item in Path(tmp).iterdir():
             _umask_modes(item)
             target = out_dir / item.name
@@ -259,6 +288,9 @@ def save_tagger(model: nn.Module, tokenizer: Any, out_dir: Path, metadata: dict[
             os.replace(item, target)
     write_json_atomic(out_dir / METADATA_FILE, metadata)
     return out_dir
+
+
+_FULL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
 def _umask_modes(path: Path) -> None:

@@ -3,7 +3,8 @@
 A run's models live in the stage cache under content hashes; this module copies the chosen variant's
 model (the first seed's) into a stable place, next to a Hugging Face model card (`README.md`) that says
 how it was made and how well it did, and the label list (`labels.txt`). The folder is the same standard
-checkpoint `unitrans tag/predict` and transformers load; it is built beside its final name and renamed
+checkpoint `unitrans tag/predict` and transformers load (a compact cached model is rebuilt and saved
+complete, so the export needs no base encoder); it is built beside its final name and renamed
 into place, so a folder under `models/` is always whole. Unchanged exports are not copied again.
 """
 
@@ -184,26 +185,54 @@ def model_card(
     return "\n".join(front + body)
 
 
-def _same_export(folder: Path, record: Mapping[str, Any]) -> bool:
+def _read_record(folder: Path) -> dict[str, Any] | None:
     try:
         found = json.loads((folder / EXPORT_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return found == record and all((folder / name).is_file() for name in record["files"])
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _has_files(folder: Path, record: Mapping[str, Any]) -> bool:
+    names = record.get("files")
+    return isinstance(names, list) and all((folder / str(name)).is_file() for name in names)
+
+
+def _same_export(folder: Path, record: Mapping[str, Any]) -> bool:
+    found = _read_record(folder)
+    return found == record and _has_files(folder, record)
 
 
 def export_model(model_dir: Path, folder: Path, card: str, labels: Sequence[str], source_key: str) -> Path:
-    """Copy `model_dir` to `folder` with the card and label list; replaces an older export in one rename."""
+    """Copy `model_dir` to `folder` with the card and label list; replaces an older export in one rename.
+
+    A compact cached model (`unitrans.model.compact`) is materialized instead: rebuilt from its base
+    encoder and saved complete (full weights, tokenizer, unitrans.json), so the export needs no base."""
+    from unitrans.model.compact import compact_info
+    from unitrans.model.tagger import is_checkpoint, load_tagger, read_metadata, save_tagger
+
     model_dir, folder = Path(model_dir), Path(folder)
+    meta = read_metadata(model_dir) if is_checkpoint(model_dir) else {}
+    compact = compact_info(meta) is not None
     files = sorted(p.name for p in model_dir.iterdir() if p.is_file() and not p.name.startswith("."))
     record = {"source": source_key, "card": card, "labels": list(labels), "files": files}
-    if _same_export(folder, record):
+    if compact:  # the files of the complete folder are known once it is written
+        record["materialized"] = True
+        found = _read_record(folder)
+        if found is not None and {**found, "files": files} == record and _has_files(folder, found):
+            return folder
+    elif _same_export(folder, record):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".exporting-{folder.name}-"))
     try:
-        for name in files:  # copyfile, not copy2: new files get the umask's mode
-            shutil.copyfile(model_dir / name, staging / name)
+        if compact:
+            model, tokenizer = load_tagger(model_dir)
+            save_tagger(model, tokenizer, staging, meta)  # without `base`: complete, no "compact" entry
+            record["files"] = sorted(p.name for p in staging.iterdir() if p.is_file())
+        else:
+            for name in files:  # copyfile, not copy2: new files get the umask's mode
+                shutil.copyfile(model_dir / name, staging / name)
         write_text_atomic(staging / CARD, card)
         write_text_atomic(staging / LABELS, "".join(f"{lab}\n" for lab in labels))
         write_text_atomic(staging / EXPORT_RECORD, json.dumps(record, indent=2, ensure_ascii=False) + "\n")

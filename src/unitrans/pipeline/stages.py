@@ -199,6 +199,7 @@ def train_model(
             labels=CONLL_LABELS,
             init=None if init is None else init.folder / "model",
             progress=ctx.progress,
+            compact=True,
         )
         meta = json.loads((out / "unitrans.json").read_text()) if (out / "unitrans.json").is_file() else {}
         return {"sentences": len(sents), "timings": meta.get("timings", {})}
@@ -353,6 +354,7 @@ def student(
             soft_targets=soft_targets,
             loss_fn=loss,
             progress=ctx.progress,
+            compact=True,
         )
         return {"sentences": n}
 

@@ -30,6 +30,7 @@ from unitrans.data import Sentence
 from unitrans.data.schemes import CONLL_LABELS
 from unitrans.errors import UnitransError
 from unitrans.model import runtime
+from unitrans.model.compact import base_for_training
 from unitrans.model.tagger import (
     freeze_bottom,
     frozen_states,
@@ -117,8 +118,12 @@ def train_tagger(
     loss_fn: WordLoss | None = None,
     progress: bool = True,
     on_step: StepHook | None = None,
+    compact: bool = False,
 ) -> Path:
     """Train and save a checkpoint folder; resumes from `out_dir`'s state file if a run was interrupted.
+
+    `compact` saves only what training changed, referring to the base encoder (the pipeline's cache);
+    the default is a complete folder that loads on its own.
 
     `on_step(done, total, model)` is called after every optimizer step (benchmarks use it to keep weight
     averages of several spans from one run); it is not called for steps skipped on resume.
@@ -271,6 +276,9 @@ def train_tagger(
         },
     }
     model.cpu()
-    save_tagger(model, tokenizer, out_dir, metadata)
+    base = base_for_training(source, encoder_name) if compact else None
+    if compact and base is None:
+        logger.info("%s: the encoder is not a bare encoder folder; saving a complete checkpoint", out_dir)
+    save_tagger(model, tokenizer, out_dir, metadata, base=base)
     resume.clear_state(out_dir)
     return out_dir
