@@ -12,6 +12,16 @@ import pytest
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll"
 
+
+@pytest.fixture(scope="session", autouse=True)
+def weight_hashes_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory):
+    """Compact checkpoints memoize encoder hashes under the user's cache; tests keep theirs in a temporary
+    folder (an environment variable, so spawned pipeline workers see it too)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNITRANS_WEIGHT_HASHES", str(tmp_path_factory.mktemp("weight-hashes")))
+        yield
+
+
 TINY_VOCAB = (
     "[PAD] [UNK] [CLS] [SEP] [MASK] . , the a of in to and is was at on "
     "el la de en y un una los las del es fue "

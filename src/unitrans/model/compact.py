@@ -63,7 +63,9 @@ def _hash_store(folder: Path) -> Path:
     from unitrans.model.me5 import default_cache_root
 
     key = hashlib.sha256(str(folder).encode("utf-8")).hexdigest()[:32]
-    return default_cache_root().parent / "weight-hashes" / f"{key}.json"
+    env = os.environ.get("UNITRANS_WEIGHT_HASHES")  # the tests point it at a temporary folder
+    root = Path(env).expanduser() if env else default_cache_root().parent / "weight-hashes"
+    return root / f"{key}.json"
 
 
 def weights_hash(folder: Path) -> str:
