@@ -22,6 +22,30 @@ def weight_hashes_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory
         yield
 
 
+TINY_FAMILIES = {
+    "bert": "tiny_encoder_dir",
+    "xlmr": "tiny_xlmr_dir",
+    "deberta": "tiny_deberta_dir",
+    "gemma": "tiny_gemma_dir",
+}
+"""A tiny model of each encoder family the tagger supports: family -> the fixture that builds it."""
+
+
+def tiny_train_sentences():
+    """Four labelled sentences in the tiny vocabulary (tests repeat them to get enough steps)."""
+    from unitrans.data import Sentence
+
+    return [
+        Sentence(("John", "Smith", "visited", "Madrid", "."), ("B-PER", "I-PER", "O", "B-LOC", "O")),
+        Sentence(("Google", "said", "."), ("B-ORG", "O", "O")),
+        Sentence(("Mary", "lives", "in", "London", "."), ("B-PER", "O", "O", "B-LOC", "O")),
+        Sentence(
+            ("the", "man", "works", "for", "Reuters", "in", "Paris"),
+            ("O", "O", "O", "O", "B-ORG", "O", "B-LOC"),
+        ),
+    ]
+
+
 TINY_VOCAB = (
     "[PAD] [UNK] [CLS] [SEP] [MASK] . , the a of in to and is was at on "
     "el la de en y un una los las del es fue "

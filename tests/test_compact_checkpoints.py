@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import TINY_FAMILIES, tiny_train_sentences
 from unitrans.data import CONLL_LABELS, Sentence
 from unitrans.errors import UnitransError
 from unitrans.model.compact import DELTA_FILE, weights_hash
@@ -24,17 +25,8 @@ from unitrans.pipeline.runner import run_pipeline
 from unitrans.train.supervised import TrainConfig, train_tagger
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline"
-FAMILIES = {
-    "bert": "tiny_encoder_dir",
-    "xlmr": "tiny_xlmr_dir",
-    "deberta": "tiny_deberta_dir",
-    "gemma": "tiny_gemma_dir",
-}
-TRAIN = [
-    Sentence(("John", "Smith", "visited", "Madrid", "."), ("B-PER", "I-PER", "O", "B-LOC", "O")),
-    Sentence(("Google", "said", "."), ("B-ORG", "O", "O")),
-    Sentence(("Mary", "lives", "in", "London", "."), ("B-PER", "O", "O", "B-LOC", "O")),
-] * 4
+FAMILIES = TINY_FAMILIES
+TRAIN = tiny_train_sentences() * 4
 TEXT = [
     Sentence(("John", "visited", "Madrid", ".")),
     Sentence(("Juan", "vive", "en", "München", ",", "x" * 30)),

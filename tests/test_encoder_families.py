@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_FAMILIES, tiny_train_sentences
 from unitrans.cli import main
 from unitrans.data import CONLL_LABELS, Sentence
 from unitrans.errors import UnitransError
@@ -31,21 +32,8 @@ from unitrans.model.windows import make_windows, special_tokens, splits_like_tex
 from unitrans.train.batching import flat_positions, pad_ids
 from unitrans.train.supervised import TrainConfig, train_tagger
 
-FAMILIES = {
-    "bert": "tiny_encoder_dir",
-    "xlmr": "tiny_xlmr_dir",
-    "deberta": "tiny_deberta_dir",
-    "gemma": "tiny_gemma_dir",
-}
-TRAIN = [
-    Sentence(("John", "Smith", "visited", "Madrid", "."), ("B-PER", "I-PER", "O", "B-LOC", "O")),
-    Sentence(("Google", "said", "."), ("B-ORG", "O", "O")),
-    Sentence(("Mary", "lives", "in", "London", "."), ("B-PER", "O", "O", "B-LOC", "O")),
-    Sentence(
-        ("the", "man", "works", "for", "Reuters", "in", "Paris"),
-        ("O", "O", "O", "O", "B-ORG", "O", "B-LOC"),
-    ),
-] * 4
+FAMILIES = TINY_FAMILIES
+TRAIN = tiny_train_sentences() * 4
 TRICKY = [
     Sentence(("John", "Smith", "visited", "Madrid", ".")),
     Sentence(("Juan", "vive", "en", "München", ",", "2020", "€", "x" * 30, "l'empresa")),

@@ -9,20 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import tiny_train_sentences
 from unitrans.data import CONLL_LABELS, Sentence
 from unitrans.errors import UnitransError
 from unitrans.train import resume
 from unitrans.train.supervised import TrainConfig, cross_entropy_loss, train_tagger
 
-TRAIN = [
-    Sentence(("John", "Smith", "visited", "Madrid", "."), ("B-PER", "I-PER", "O", "B-LOC", "O")),
-    Sentence(("Google", "said", "."), ("B-ORG", "O", "O")),
-    Sentence(("Mary", "lives", "in", "London", "."), ("B-PER", "O", "O", "B-LOC", "O")),
-    Sentence(
-        ("the", "man", "works", "for", "Reuters", "in", "Paris"),
-        ("O", "O", "O", "O", "B-ORG", "O", "B-LOC"),
-    ),
-] * 6
+TRAIN = tiny_train_sentences() * 6
 
 
 def config(encoder: Path, **kw) -> TrainConfig:
