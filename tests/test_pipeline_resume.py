@@ -21,7 +21,7 @@ import torch
 from unitrans.errors import UnitransError
 from unitrans.pipeline.cache import StageCache, StageRecord
 from unitrans.pipeline.config import make_config
-from unitrans.pipeline.parallel import NotCached, StagePool
+from unitrans.pipeline.parallel import GraphTask, NotCached, StagePool
 from unitrans.pipeline.runner import RunResult, run_pipeline
 from unitrans.pipeline.stages import StageContext
 
@@ -134,7 +134,7 @@ def test_worker_killed_by_the_os_is_one_line_naming_its_stage(tiny_encoder_dir, 
     ]
     started = time.monotonic()
     with StagePool(ctx, 2) as pool, pytest.raises(UnitransError) as err:
-        pool.run(calls)
+        pool.run_graph([GraphTask((i,), (), lambda c=c: (c, lambda rec: None)) for i, c in enumerate(calls)])
     assert str(err.value) == "worker process for train src (seed 7) died (killed by the OS — out of memory?)"
     assert time.monotonic() - started < 25  # the other worker was stopped, not waited for
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from unitrans import __version__
-from unitrans.atomic import write_text_atomic
+from unitrans.atomic import apply_umask_modes, write_text_atomic
+from unitrans.model.predict import model_labels
 from unitrans.pipeline.config import PipelineConfig, make_config
 from unitrans.pipeline.variants import VARIANTS
 
@@ -185,22 +186,16 @@ def model_card(
     return "\n".join(front + body)
 
 
-def _read_record(folder: Path) -> dict[str, Any] | None:
+def _same_export(folder: Path, record: Mapping[str, Any]) -> bool:
+    """Whether `folder` already holds this export: same source, card and labels, every file present."""
     try:
         found = json.loads((folder / EXPORT_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
-def _has_files(folder: Path, record: Mapping[str, Any]) -> bool:
-    names = record.get("files")
-    return isinstance(names, list) and all((folder / str(name)).is_file() for name in names)
-
-
-def _same_export(folder: Path, record: Mapping[str, Any]) -> bool:
-    found = _read_record(folder)
-    return found == record and _has_files(folder, record)
+        return False
+    if not isinstance(found, dict) or not isinstance(found.get("files"), list):
+        return False
+    same = {k: v for k, v in found.items() if k != "files"} == record
+    return same and all((folder / str(name)).is_file() for name in found["files"])
 
 
 def export_model(model_dir: Path, folder: Path, card: str, labels: Sequence[str], source_key: str) -> Path:
@@ -212,33 +207,25 @@ def export_model(model_dir: Path, folder: Path, card: str, labels: Sequence[str]
     from unitrans.model.tagger import is_checkpoint, load_tagger, read_metadata, save_tagger
 
     model_dir, folder = Path(model_dir), Path(folder)
-    meta = read_metadata(model_dir) if is_checkpoint(model_dir) else {}
-    compact = compact_info(meta) is not None
-    files = sorted(p.name for p in model_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-    record = {"source": source_key, "card": card, "labels": list(labels), "files": files}
-    if compact:  # the files of the complete folder are known once it is written
-        record["materialized"] = True
-        found = _read_record(folder)
-        if found is not None and {**found, "files": files} == record and _has_files(folder, found):
-            return folder
-    elif _same_export(folder, record):
+    record: dict[str, Any] = {"source": source_key, "card": card, "labels": list(labels)}
+    if _same_export(folder, record):
         return folder
+    meta = read_metadata(model_dir) if is_checkpoint(model_dir) else {}
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".exporting-{folder.name}-"))
     try:
-        if compact:
+        if compact_info(meta) is not None:
             model, tokenizer = load_tagger(model_dir)
             save_tagger(model, tokenizer, staging, meta)  # without `base`: complete, no "compact" entry
-            record["files"] = sorted(p.name for p in staging.iterdir() if p.is_file())
         else:
-            for name in files:  # copyfile, not copy2: new files get the umask's mode
-                shutil.copyfile(model_dir / name, staging / name)
+            for item in model_dir.iterdir():  # copyfile, not copy2: new files get the umask's mode
+                if item.is_file() and not item.name.startswith("."):
+                    shutil.copyfile(item, staging / item.name)
         write_text_atomic(staging / CARD, card)
         write_text_atomic(staging / LABELS, "".join(f"{lab}\n" for lab in labels))
+        record["files"] = sorted(p.name for p in staging.iterdir() if p.is_file())
         write_text_atomic(staging / EXPORT_RECORD, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(staging, 0o777 & ~mask)  # mkdtemp makes 0700
+        apply_umask_modes(staging)  # mkdtemp makes 0700
         old = None
         if folder.exists():
             old = folder.parent / f".replaced-{folder.name}-{os.getpid()}"
@@ -264,11 +251,9 @@ def export_run(
         for i, variant in enumerate(chosen):
             first = runs[lang][variant][0]
             model_dir = Path(first["model"])
-            meta = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-            labels = [meta["id2label"][str(i)] for i in range(len(meta["id2label"]))]
-            pipeline_ready = any(
-                str(a).endswith("ForTokenClassification") for a in meta.get("architectures", [])
-            )
+            labels = model_labels(model_dir)
+            heads = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("architectures")
+            pipeline_ready = any(str(a).endswith("ForTokenClassification") for a in heads or [])
             folder = export_folder(config.out_dir, lang, variant, primary=i == 0)
             card = model_card(
                 config, lang, variant, first["seed"], labels, results[lang],

@@ -8,12 +8,12 @@ with the stages it needs (`GraphTask`), and `StagePool.run_graph` starts every s
 are done: Θtrans starts when its translation is ready, without waiting for a Θsrc training beside it.
 
 Stages already in the cache are taken in-process (no process is started for them). Every stage that
-has to run goes to a worker, even alone in its wave: numbers depend on the thread count, and a resumed run
-that trained a lone Θsrc in the main process with all threads gave other weights than the uninterrupted
-run that trained it beside the translation. So a stage's numbers depend on the machine and the `workers`
-setting, never on what else ran or was cached. Workers die with the parent process (a `kill -9` of
-`unitrans run` leaves none behind), and a worker killed by the OS ends the run with one line naming its
-stage.
+has to run goes to a worker, even when nothing runs beside it: numbers depend on the thread count, and
+a resumed run that trained a lone Θsrc in the main process with all threads gave other weights than
+the uninterrupted run that trained it beside the translation. So a stage's numbers depend on the
+machine and the `workers` setting, never on what else ran or was cached. Workers die with the parent
+process (a `kill -9` of `unitrans run` leaves none behind), and a worker killed by the OS ends the run
+with one line naming its stage.
 
 Hand-written on `concurrent.futures` because accelerate and torch.multiprocessing target several
 devices or shared tensors, not a handful of independent CPU jobs.
@@ -180,7 +180,7 @@ def _thread_env(threads: int) -> Iterator[None]:
 
 
 class StagePool:
-    """Runs waves of independent stages; worker processes start on the first wave that needs them."""
+    """Runs the stages of a graph side by side; worker processes start when the first uncached stage does."""
 
     def __init__(self, ctx: StageContext, workers: int) -> None:
         self.ctx, self.workers = ctx, workers
@@ -217,38 +217,6 @@ class StagePool:
             self._pool = start_workers(self.workers, threads, self._status_dir)
             logger.info("%d worker processes, %d thread(s) each", self.workers, threads)
         return self._pool
-
-    def run(self, calls: Sequence[StageCall]) -> list[StageRecord]:
-        """Records of every call, in order. With one worker all run here; with more, every call not in
-        the cache runs in a worker, even a lone one (see the module docstring)."""
-        if self.workers <= 1:
-            return [call(self.ctx) for call in calls]
-        results: list[StageRecord | None] = [None] * len(calls)
-        todo = []
-        for i, call in enumerate(calls):
-            rec = self._cached(call)
-            if rec is not None:
-                results[i] = self.ctx.adopt(rec)
-            else:
-                todo.append(i)
-        if not todo:
-            return results  # type: ignore[return-value]
-        from unitrans.pipeline.stages import call_label
-
-        pool = self._executor()
-        cache, config = self.ctx.cache, self.ctx.config
-        args = (config, cache.root, cache.version, cache.verify, self.ctx.progress)
-        labels = {i: call_label(calls[i], config) for i in todo}
-        futures: dict[int, Future] = {}
-        for i in todo:
-            futures[i] = pool.submit(_run_in_worker, *args, calls[i], labels[i])
-        for i, future in futures.items():  # in submission order, so records and hooks stay deterministic
-            try:
-                record = future.result()
-            except BrokenProcessPool:
-                raise self._died([labels[j] for j, f in futures.items() if not _succeeded(f)]) from None
-            results[i] = self.ctx.adopt(record)
-        return results  # type: ignore[return-value]
 
     def run_graph(self, tasks: Sequence[GraphTask]) -> None:
         """Run every task once its `needs` are done; at most `workers` at a time, earlier tasks first.
@@ -351,7 +319,3 @@ def _in_dependency_order(tasks: list[GraphTask]) -> list[GraphTask]:
         out.append(ready)
         done.add(ready.ident)
     return out
-
-
-def _succeeded(future: Future) -> bool:
-    return future.done() and not future.cancelled() and future.exception() is None
