@@ -181,6 +181,15 @@ def test_save_and_reload_give_identical_predictions(trained, tmp_path):
     assert "auto_map" not in config
 
 
+def test_head_dropout_survives_a_reload_and_follows_a_training_request(encoder_dir, tmp_path):
+    """DeBERTa-v2's config has no head-dropout field: a reload used to bring back its default."""
+    out = train_tagger(TRAIN[:4], tmp_path / "m", config(encoder_dir, epochs=1, dropout=0.37), progress=False)
+    model, _ = load_tagger(out)
+    assert model.dropout.p == pytest.approx(0.37)
+    model, _ = load_tagger(out, list(CONLL_LABELS), dropout=0.21)  # Θteach from Θsrc, its own dropout
+    assert model.dropout.p == pytest.approx(0.21)
+
+
 def test_transformers_loads_the_checkpoint_where_it_has_a_class(trained):
     from transformers import AutoModel, AutoModelForTokenClassification, pipeline
 

@@ -153,6 +153,11 @@ def load_tagger(
             raise UnitransError(
                 f"{source}: checkpoint labels {have} differ from the requested {list(labels)}"
             )
+    if is_checkpoint(source):
+        # Training from a checkpoint (Θteach from Θsrc) uses the requested head dropout; a reload for
+        # prediction gets the one it was trained with. Families whose config has no head-dropout field
+        # (DeBERTa-v2 reads hidden_dropout_prob) would otherwise come back at their default.
+        _set_head_dropout(model, family, dropout if labels is not None else _trained_dropout(metadata, dropout))
     else:
         assert labels is not None  # check_tagger_folder refused a bare encoder without labels
         model = _loading(source, "encoder", lambda: _new_head(source, family, labels, dropout))
@@ -160,6 +165,17 @@ def load_tagger(
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
         raise UnitransError(f"{source}: the {family.name} encoder has no layers")
     return model, tokenizer
+
+
+def _trained_dropout(metadata: dict[str, Any], default: float) -> float:
+    value = (metadata.get("config") or {}).get("dropout", default)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _set_head_dropout(model: nn.Module, family: Family, p: float) -> None:
+    model.dropout.p = p
+    if family.classifier_dropout:
+        model.config.classifier_dropout = p
 
 
 def _load_checkpoint(source: Path, config: dict[str, Any], family: Family) -> nn.Module:
