@@ -153,14 +153,15 @@ def load_tagger(
             raise UnitransError(
                 f"{source}: checkpoint labels {have} differ from the requested {list(labels)}"
             )
-    if is_checkpoint(source):
-        # Training from a checkpoint (Θteach from Θsrc) uses the requested head dropout; a reload for
-        # prediction gets the one it was trained with. Families whose config has no head-dropout field
-        # (DeBERTa-v2 reads hidden_dropout_prob) would otherwise come back at their default.
-        _set_head_dropout(model, family, dropout if labels is not None else _trained_dropout(metadata, dropout))
     else:
         assert labels is not None  # check_tagger_folder refused a bare encoder without labels
         model = _loading(source, "encoder", lambda: _new_head(source, family, labels, dropout))
+    if metadata:
+        # Training from a checkpoint (Θteach from Θsrc) uses the requested head dropout; a reload for
+        # prediction gets the one it was trained with. Families whose config has no head-dropout field
+        # (DeBERTa-v2 reads hidden_dropout_prob) would otherwise come back at their default.
+        trained = _trained_dropout(metadata, dropout)
+        _set_head_dropout(model, family, dropout if labels is not None else trained)
     layers = family.layers(model.base_model)
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
         raise UnitransError(f"{source}: the {family.name} encoder has no layers")
