@@ -95,3 +95,32 @@ def test_the_first_line_counts_stages_cached_and_to_run(tiny_encoder_dir, tmp_pa
     with caplog.at_level(logging.INFO, logger="unitrans"):
         run_pipeline(both, progress=False)
     assert "run: 7 stages, all cached" in _runner_lines(caplog)
+
+
+def test_the_pool_announces_what_it_hands_to_workers(monkeypatch):
+    """Workers log no start lines: the main process announces each stage when it hands it over."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from unitrans.pipeline.parallel import GraphTask, StagePool
+
+    monkeypatch.setattr(parallel, "_run_in_worker", lambda *args: args[-2](None))
+    monkeypatch.setattr(StagePool, "_cached", lambda self, call: "cached" if call.__name__ == "b" else None)
+    monkeypatch.setattr(
+        StagePool, "_executor", lambda self: self.__dict__.setdefault("_t", ThreadPoolExecutor(2))
+    )
+    monkeypatch.setattr("unitrans.pipeline.stages.call_label", lambda call, config: f"stage {call.__name__}")
+    ctx = SimpleNamespace(adopt=lambda rec: rec, cache=SimpleNamespace(root=None, version="", verify="full"),
+                          config=None, progress=False)  # fmt: skip
+
+    def task(name: str, needs: tuple = ()) -> GraphTask:
+        def call(ctx: object) -> str:
+            return name
+
+        call.__name__ = name
+        return GraphTask((name,), needs, lambda: (call, lambda rec: None))
+
+    announced: list[str] = []
+    with StagePool(ctx, 2, on_start=announced.append) as pool:  # type: ignore[arg-type]
+        pool.run_graph([task("a"), task("b"), task("c", (("a",), ("b",)))])
+    assert announced == ["stage a", "stage c"]  # b came from the cache

@@ -155,6 +155,7 @@ class RunProgress:
         self.plan = list(unique.values())
         self.workers = workers
         self.clock = clock
+        self._by_key = {s.key: s for s in self.plan}
         self._by_label = {s.label: s.key for s in self.plan}
         self._to_run = {s.key for s in self.plan if not s.cached}
         self._earlier: list[Measurement] = [(s.kind, s.work, s.seconds) for s in self.plan if s.cached]
@@ -169,7 +170,7 @@ class RunProgress:
             return f"run: {n} stage{'s' if n != 1 else ''}, all cached"
         line = f"run: {n} stages, {n - to_run} cached, {to_run} to run ({self.workers} worker"
         line += f"{'s' if self.workers != 1 else ''})"
-        left = self._left_seconds()
+        left = self.seconds_left()
         if left is None:
             return f"{line}; {NO_BASIS}"
         return f"{line}; {rough(left)} left, from stage times an earlier run recorded in this cache"
@@ -183,17 +184,18 @@ class RunProgress:
         """Take a finished stage (cached or run) into account; returns '3 left, about 4 min left'."""
         self._started.pop(rec.key, None)
         self._done.add(rec.key)
-        stage = next((s for s in self.plan if s.key == rec.key), None)
+        stage = self._by_key.get(rec.key)
         if not rec.cached and stage is not None:
             self._measured.append((stage.kind, stage.work, rec.seconds))
         left = len(self._to_run - self._done)
         if not left:
             return "none left"
-        seconds = self._left_seconds()
+        seconds = self.seconds_left()
         eta = NO_BASIS if seconds is None else f"ETA {rough(seconds)}"
         return f"{left} left, {eta}"
 
-    def _left_seconds(self) -> float | None:
+    def seconds_left(self) -> float | None:
+        """The estimate for the whole run from now, or None without a basis."""
         rate = rates(self._measured) or rates(self._earlier)
         if rate is None:
             return None
