@@ -16,14 +16,11 @@ says "about N min", never more digits than it can know.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from unitrans.pipeline.cache import StageRecord
-
-logger = logging.getLogger(__name__)
 
 REFERENCE_RATES: dict[str, float] = {
     "translate": 0.80e-3,
@@ -89,7 +86,8 @@ def rates(measured: Iterable[Measurement]) -> dict[str, float] | None:
 
 
 def estimate(stage: PlannedStage, rate: Mapping[str, float]) -> float:
-    """Estimated seconds of a stage; a kind the table does not know costs the mean measured rate."""
+    """Estimated seconds of a stage; a kind the table does not know and this run has not
+    measured yet costs the mean of the rates known."""
     if stage.kind in rate:
         return rate[stage.kind] * stage.work
     return stage.work * sum(rate.values()) / len(rate)
@@ -166,10 +164,11 @@ class RunProgress:
     def start_line(self) -> str:
         """The run's first line: its stages, how many are cached, how many will run, and the time left."""
         n, to_run = len(self.plan), len(self._to_run)
+        stages = f"run: {n} stage{'s' if n != 1 else ''}"
         if not to_run:
-            return f"run: {n} stage{'s' if n != 1 else ''}, all cached"
-        line = f"run: {n} stages, {n - to_run} cached, {to_run} to run ({self.workers} worker"
-        line += f"{'s' if self.workers != 1 else ''})"
+            return f"{stages}, all cached"
+        workers = f"{self.workers} worker{'s' if self.workers != 1 else ''}"
+        line = f"{stages}, {n - to_run} cached, {to_run} to run ({workers})"
         left = self.seconds_left()
         if left is None:
             return f"{line}; {NO_BASIS}"
@@ -181,7 +180,7 @@ class RunProgress:
             self._started[key] = self.clock()
 
     def finished(self, rec: StageRecord) -> str:
-        """Take a finished stage (cached or run) into account; returns '3 left, about 4 min left'."""
+        """Take a finished stage (cached or run) into account; returns e.g. '3 left, ETA about 4 min'."""
         self._started.pop(rec.key, None)
         self._done.add(rec.key)
         stage = self._by_key.get(rec.key)
