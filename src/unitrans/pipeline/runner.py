@@ -9,11 +9,12 @@ as they are done; the ordered loop then finds all of them in the memo and builds
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from unitrans.eval.report import build_results, render_markdown, write_report
 from unitrans.pipeline import stages
 from unitrans.pipeline.cache import StageCache, StageRecord
 from unitrans.pipeline.config import PipelineConfig
+from unitrans.pipeline.eta import PlannedStage, RunProgress
 from unitrans.pipeline.export import export_run
 from unitrans.pipeline.parallel import GraphTask, StageCall, StagePool, resolve_workers
 from unitrans.pipeline.stages import Corpus, StageContext
@@ -76,7 +78,17 @@ class _Language:
         return functools.partial(stages.translate, source=self.source, target_text=self.text, lang=self.lang)
 
     def adopt_translation(self, rec: StageRecord) -> None:
+        if self.ctx.plan is not None and not rec.cached:  # planned, not built: word by word, same lengths
+            self._dtrans = Corpus(f"D_trans ({self.lang})", self.source.sentences, rec.key)
+            return
         self._dtrans = stages.dtrans_corpus(rec, self.lang)
+
+    def planning(self, ctx: StageContext, models: dict) -> _Language:
+        """This language on a planning context with empty memos (see `_plan`); the run's memos stay as
+        they were."""
+        twin = copy.copy(self)
+        twin.ctx, twin._models, twin._dtrans, twin._memo = ctx, models, None, {}
+        return twin
 
     def dtrans(self) -> Corpus:
         if self._dtrans is None:
@@ -268,6 +280,19 @@ def _graph(languages: dict[str, _Language], config: PipelineConfig) -> list[Grap
     return tasks
 
 
+def _plan(ctx: StageContext, languages: dict[str, _Language]) -> list[PlannedStage]:
+    """Every stage of the run, in the order the ordered loop reaches them (each after what it needs),
+    cached or not: the loop below run on a planning context (`StageContext.plan`), nothing built."""
+    planning = replace(ctx, plan=[], records=[], after_stage=None, eta=None)
+    models: dict = {}
+    for language in languages.values():
+        twin = language.planning(planning, models)
+        for seed in ctx.config.seed_list:
+            for name in ctx.config.variants:
+                twin.variant(name, seed)
+    return planning.plan or []
+
+
 def run_pipeline(
     config: PipelineConfig,
     *,
@@ -291,8 +316,10 @@ def run_pipeline(
         languages[lang] = _Language(ctx, source, lang, shared_models)
     logger.info("models needed: %s", ", ".join(required_models(config.variants)))
     workers = resolve_workers(config.workers)
+    ctx.eta = RunProgress(_plan(ctx, languages), workers)
+    logger.info("%s", ctx.eta.start_line())
     if workers > 1:
-        with StagePool(ctx, workers) as pool:
+        with StagePool(ctx, workers, on_start=ctx.announce) as pool:
             pool.run_graph(_graph(languages, config))
 
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
