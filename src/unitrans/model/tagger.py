@@ -180,11 +180,12 @@ def _set_head_dropout(model: nn.Module, family: Family, p: float) -> None:
 
 
 def _load_checkpoint(source: Path, config: dict[str, Any], family: Family) -> nn.Module:
-    if not _has_transformers_head(config):
-        return EncoderTagger.from_pretrained(source, family.attn_implementation)
-    return AutoModelForTokenClassification.from_pretrained(
-        source, attn_implementation=family.attn_implementation, trust_remote_code=False
-    )
+    with quiet_transformers():
+        if not _has_transformers_head(config):
+            return EncoderTagger.from_pretrained(source, family.attn_implementation)
+        return AutoModelForTokenClassification.from_pretrained(
+            source, attn_implementation=family.attn_implementation, trust_remote_code=False
+        )
 
 
 def _new_head(source: Path, family: Family, labels: Sequence[str], dropout: float) -> nn.Module:
@@ -290,8 +291,9 @@ def save_tagger(
     metadata = {k: v for k, v in metadata.items() if k != COMPACT_KEY}
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".saving-") as tmp:
         if base is None:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            with quiet_transformers():  # no "Writing model shards" bar
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
         else:
             metadata[COMPACT_KEY] = save_compact(model, Path(tmp), base)
         stale = (DELTA_FILE,) if base is None else (*_FULL_WEIGHTS, HEAD_FILE)
