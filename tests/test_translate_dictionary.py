@@ -196,24 +196,29 @@ def fake_freedict(folder: Path, entries: list[tuple[str, str]], name: str = "eng
     (folder / f"freedict-{name}.dict.dz").write_bytes(gzip.compress(data))
 
 
-ENTRIES = [
+ENTRIES = [  # as in freedict-eng-spa: multi-word expressions indexed under their first word
     ("00databaseshort", "00databaseshort\n  English-Spanish FreeDict Dictionary\n"),
+    ("The", "The /ðhəg/\nLaHaya\n"),  # The Hague
+    ("bank", "bank /bæŋknəut/\nbilletedebanco\n"),  # bank note
     ("bank", "bank /bæŋk/\n1. orilla <fem>, ribera\n2. banco <masc> [fin.]\n"),
     ("house", "house /haʊs/\ncasa <fem>; hogar (home)\n"),
     ("ice cream", "ice cream\nhelado\n"),  # not a single word
+    ("the", "the /ð/\nel, la\n"),
 ]
 
 
-def test_from_freedict_writes_muse_pairs_in_entry_order(tmp_path, capsys):
+def test_from_freedict_puts_the_word_itself_first(tmp_path, capsys):
     fake_freedict(tmp_path, ENTRIES)
     out = tmp_path / "en-es.txt"
     assert main(["lexicon", "from-freedict", "dict-freedict-eng-spa", "--dictd-dir", str(tmp_path),
                  "--out", str(out)]) == 0  # fmt: skip
-    assert (
-        out.read_text(encoding="utf-8") == "bank orilla\nbank ribera\nbank banco\nhouse casa\nhouse hogar\n"
-    )
-    assert read_user_dictionary(out).first_targets() == {"bank": "orilla", "house": "casa"}
-    assert "2 source words, 5 pairs" in capsys.readouterr().out
+    assert out.read_text(encoding="utf-8").splitlines() == [
+        "bank orilla", "bank ribera", "bank banco", "bank billetedebanco",  # shortest pronunciation first
+        "house casa", "house hogar",
+        "the el", "the la", "the lahaya",  # a capitalised headword last
+    ]  # fmt: skip
+    assert read_user_dictionary(out).first_targets() == {"bank": "orilla", "house": "casa", "the": "el"}
+    assert "3 source words, 9 pairs" in capsys.readouterr().out
 
 
 def test_from_freedict_errors_are_one_line(tmp_path, capsys):
@@ -224,4 +229,4 @@ def test_from_freedict_errors_are_one_line(tmp_path, capsys):
     index.write_text(index.read_text() + "broken line\n", encoding="utf-8")
     assert main(["lexicon", "from-freedict", "eng-spa", "--dictd-dir", str(tmp_path), "--out", "x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"unitrans: error: {index}:5: expected `headword<TAB>offset<TAB>length` (base 64)"]
+    assert err == [f"unitrans: error: {index}:8: expected `headword<TAB>offset<TAB>length` (base 64)"]
