@@ -79,6 +79,21 @@ class PipelineConfig:
             "target when the target text capitalises more words than the source text, else source."
         ),
     )
+    dictionary: Path | None = field(
+        default=None,
+        metadata=_help(
+            "A bilingual dictionary (MUSE format, `source target` per line) that seeds the word-"
+            "translation map and overrides the induced lexicon; results are then 'dictionary-assisted', "
+            "not zero-resource. The translation's cache key records the file's SHA-256, not its path."
+        ),
+    )
+    contextual_translation: bool = field(
+        default=False,
+        metadata=_help(
+            "Each source token picks, among its word's 5 best CSLS candidates, the translation that fits "
+            "its sentence (its contextual vector), not one per word (see translate.contextual)."
+        ),
+    )
     workers: int = field(
         default=0,
         metadata=_help(
@@ -130,6 +145,8 @@ class PipelineConfig:
             object.__setattr__(self, "translate_layers", tuple(int(x) for x in self.translate_layers))
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        if self.dictionary is not None:
+            object.__setattr__(self, "dictionary", Path(self.dictionary))
         for name in ("seeds", "ensemble", "epochs", "teach_epochs", "student_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UnitransError(f"expected {name} ≥ 1, found {getattr(self, name)}")
@@ -242,13 +259,25 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
                 out[name] = int(raw)
             elif kind == "float":
                 out[name] = float(raw)
+            elif kind == "bool":
+                out[name] = _boolean(raw)
             elif "Path" in kind:
-                out[name] = Path(raw)
+                none = "None" in kind and raw.strip().lower() in ("", "none")
+                out[name] = None if none else Path(raw)
             else:
                 out[name] = raw
         except ValueError:
             raise UnitransError(f"--set {name}: expected a {kind} value, found {raw!r}") from None
     return out
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 def with_overrides(config: PipelineConfig, **changes: Any) -> PipelineConfig:

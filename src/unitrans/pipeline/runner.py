@@ -20,7 +20,7 @@ from typing import Any
 
 from unitrans.atomic import check_writable_dir, write_text_atomic
 from unitrans.eval.report import build_results, render_markdown, write_report
-from unitrans.pipeline import stages
+from unitrans.pipeline import stages, translation
 from unitrans.pipeline.cache import StageCache, StageRecord
 from unitrans.pipeline.config import PipelineConfig
 from unitrans.pipeline.eta import PlannedStage, RunProgress
@@ -314,6 +314,7 @@ def run_pipeline(
     shared_models: dict = {}
     for lang in config.targets:  # read every input first: a missing file fails before any training
         languages[lang] = _Language(ctx, source, lang, shared_models)
+    dictionary = translation.user_dictionary(config)  # a malformed dictionary too
     logger.info("models needed: %s", ", ".join(required_models(config.variants)))
     workers = resolve_workers(config.workers)
     ctx.eta = RunProgress(_plan(ctx, languages), workers)
@@ -362,6 +363,7 @@ def run_pipeline(
         "entity_shares": teacher_shares,
         "timings": [{"label": r.label, "cached": r.cached, "seconds": r.seconds} for r in ctx.records],
         "seeds": config.seeds,
+        "setting": translation.report_setting(dictionary),
     }
     paths = write_report(config.out_dir, results, **report_args)
     runs_path = config.out_dir / "runs.json"
