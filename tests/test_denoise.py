@@ -30,11 +30,11 @@ POINTS[2] *= 3.0  # length must not matter
 
 
 def brute_force_knn(h: np.ndarray, k: int) -> np.ndarray:
-    """Direct transcription: sort all other rows by (−cosine, index), take k."""
+    """Direct transcription: sort all other rows by (−cosine, index), take k (cosines to 2^-20 steps)."""
     out = []
     for i in range(len(h)):
         cos = [
-            (-float(np.float32(h[i] @ h[j] / (np.linalg.norm(h[i]) * np.linalg.norm(h[j])))), j)
+            (-round(float(h[i] @ h[j] / (np.linalg.norm(h[i]) * np.linalg.norm(h[j]))) * 2**20), j)
             for j in range(len(h))
             if j != i
         ]

@@ -95,11 +95,15 @@ def test_default_leaves_model_and_student_keys_as_they_were(tiny_encoder_dir, tm
     soft = StageRecord("probs", "p", "k-soft", tmp_path, True, 0.0)
     hard = StageRecord("votes", "v", "k-hard", tmp_path, True, 0.0)
     stages.student(ctx, data, soft=soft, hard=hard, seed=1, label="s")
-    (stage, settings, inputs), (_, s_settings, s_inputs) = ctx.calls
+    (_, settings, inputs), (_, s_settings, s_inputs) = ctx.calls
     # exactly the inputs and settings these stages had before denoising existed
     assert inputs == {"data": "k-data"}
     assert set(settings) == {"kind", "train"}
-    assert s_inputs == {"data": "k-data", "soft": "k-soft", "hard": "k-hard"} and set(s_settings) == {"eta", "soft_weight", "train"}
+    assert s_inputs == {"data": "k-data", "soft": "k-soft", "hard": "k-hard"} and set(s_settings) == {
+        "eta",
+        "soft_weight",
+        "train",
+    }
     assert not any("denoise" in json.dumps(s) for _, s, _ in ctx.calls)
 
 
@@ -121,7 +125,9 @@ def test_denoised_run_shares_what_it_can_and_reports_agreement(tiny_encoder_dir,
     base = {"targets": ("es",), "data_dir": FIXTURES, "encoder": str(tiny_encoder_dir), **TINY}
     base["variants"] = ("src", "trans", "unitrans")
     cache = tmp_path / "cache"
-    plain = run_pipeline(make_config("paper", **base, out_dir=tmp_path / "a", cache_dir=cache), progress=False)
+    plain = run_pipeline(
+        make_config("paper", **base, out_dir=tmp_path / "a", cache_dir=cache), progress=False
+    )
     dn_config = make_config(
         "paper", **base, out_dir=tmp_path / "b", cache_dir=cache, denoise="neighbours", denoise_k=3
     )

@@ -2,8 +2,9 @@
 
 As CoLaDa (`get_word_repr`, `knn_lid=3`): the mean of the outputs of the encoder's last three layers
 (all of them when it has fewer; never the embeddings), the family's final step (a norm for Gemma, nothing
-for BERTs) applied, at each word's first subword (the state the tagger's head reads). One forward pass, windows as in prediction (every word from the window that owns it), fp32
-on a CPU so the same input gives the same states.
+for BERTs) applied, at each word's first subword (the state the tagger's head reads). One forward pass,
+windows as in prediction (every word from the window that owns it), in fp32 so the same input gives the
+same states.
 """
 
 from __future__ import annotations

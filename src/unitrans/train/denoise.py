@@ -27,8 +27,9 @@ fill with O, so their hard labels are dropped more often (the agreement rate in 
 
 Representations (`unitrans.model.word_states`): as CoLaDa, the mean of the model's last three layers
 (`knn_lid=3`), cosine similarity; the word's first subword (the state our tagger's head reads) where
-CoLaDa averages subwords. kNN is exact, in row chunks of bounded memory, deterministic, self excluded and
-ties broken by the lower index (CoLaDa's faiss search also drops exact duplicates; we keep them).
+CoLaDa averages subwords. kNN is exact (cosines within 1e-6 count as equal), in row chunks of bounded
+memory, deterministic, self excluded and ties broken by the lower index (CoLaDa's faiss search also
+drops exact duplicates; we keep them).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from unitrans.train.distill import NO_HARD_LABEL
 
@@ -48,15 +50,19 @@ COLADA_ALPHA = 6.0
 COLADA_MU = 1.0
 """Scale of the class mean subtracted before the sigmoid (`--emu 1`)."""
 MEMORY_BUDGET = 64 * 2**20
-"""Bytes of similarities held at once by `knn_indices` (rows per chunk = budget / (8·n))."""
+"""Bytes of similarities held at once by `knn_indices` (rows per chunk = budget / (8·n): the float32
+products, their int32 rounding and the candidate mask)."""
 
 
-def knn_indices(states: np.ndarray, k: int, *, chunk: int | None = None) -> np.ndarray:
+def knn_indices(
+    states: np.ndarray, k: int, *, chunk: int | None = None, device: str | None = None
+) -> np.ndarray:
     """(n, min(k, n−1)) int64: each row's k most cosine-similar other rows, most similar first.
 
-    Exact; ties (equal similarity) go to the lower index. Rows are processed `chunk` at a time (default:
-    what fits `MEMORY_BUDGET`), so memory is O(chunk·n), not O(n²). Similarities are computed in float64
-    and rounded to float32 before ranking, so a chunk size does not change which neighbours tie.
+    Exact; ties go to the lower index. Similarities (float32, on `device`: CUDA when there is one) are
+    rounded to multiples of 2^-20 before ranking, so rounding noise of the matrix product (which can
+    differ between chunk shapes) never reorders equal vectors: within 1e-6 is a tie. Rows are processed
+    `chunk` at a time (default: what fits `MEMORY_BUDGET`), so memory is O(chunk·n), not O(n²).
     """
     h = np.asarray(states, dtype=np.float64)
     if h.ndim != 2:
@@ -67,17 +73,24 @@ def knn_indices(states: np.ndarray, k: int, *, chunk: int | None = None) -> np.n
     if k == 0:
         return out
     norms = np.linalg.norm(h, axis=1, keepdims=True)
-    h = h / np.where(norms > 0, norms, 1.0)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    unit = torch.from_numpy((h / np.where(norms > 0, norms, 1.0)).astype(np.float32)).to(dev)
     rows = chunk or max(1, MEMORY_BUDGET // (8 * n))
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        sims = (h[start:stop] @ h.T).astype(np.float32)
-        sims[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # never one's own neighbour
-        kth = -np.partition(-sims, k - 1, axis=1)[:, k - 1]  # the k-th largest similarity per row
-        for r in range(stop - start):
-            cand = np.flatnonzero(sims[r] >= kth[r])  # ascending index: a stable sort keeps ties by index
-            order = np.argsort(-sims[r, cand], kind="stable")[:k]
-            out[start + r] = cand[order]
+        q = torch.round((unit[start:stop] @ unit.T) * 2.0**20).to(torch.int32)
+        q[torch.arange(stop - start), torch.arange(start, stop)] = torch.iinfo(torch.int32).min  # not self
+        top = torch.topk(q, k, dim=1)
+        cand = q >= top.values[:, -1:]  # at least k per row; more when others tie with the k-th
+        exact = cand.sum(dim=1) == k  # usually: then top-k's set is the answer, in an unknown order
+        cols = torch.sort(top.indices[exact], dim=1).values  # ascending index per row
+        order = torch.sort(-q[exact].gather(1, cols), dim=1, stable=True).indices  # ties keep index order
+        idx = torch.zeros((stop - start, k), dtype=torch.int64, device=dev)
+        idx[exact] = cols.gather(1, order)
+        for r in torch.nonzero(~exact)[:, 0].tolist():  # rows with ties across the k-th place
+            c = torch.nonzero(cand[r])[:, 0]
+            idx[r] = c[torch.sort(-q[r, c], stable=True).indices[:k]]
+        out[start:stop] = idx.cpu().numpy()
     return out
 
 
