@@ -8,7 +8,10 @@
   on D_trans, so it has not memorised the labels being checked; CoLaDa's M_tgt, which is M_src in its
   first iteration). Θtrans and Θteach then train on D_trans with these weights.
 
-The settings (k, β, α, μ, layers) are in these stages' keys only; the models and students that use them
+Which teacher: the student's soft teacher (Θteach for `unitrans`, Θsrc for `teacher-src`, Θteach for
+`no-soft`'s votes); for an ensemble the averaged probabilities, neighbours in member 0's space. The data
+combination model is not reweighted (a baseline). The settings (k, β, α, μ, layers) are in these stages'
+keys only; the models and students that use them
 get their keys as inputs. Both stages run where they are called (the main process), like `votes`.
 """
 
