@@ -74,6 +74,7 @@ def render_markdown(
     seeds: int = 1,
     entity_shares: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
     setting: Mapping[str, str] | None = None,
+    agreement: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
 ) -> str:
     """The Markdown report: F1 table (ours beside the paper's), voting coverage, stage timings.
 
@@ -142,6 +143,24 @@ def render_markdown(
         for t, per_seed in entity_shares.items():
             cells = [
                 ", ".join(f"{100 * shares[k]:.1f}%" for shares in per_seed) for k in ("src", "teach", "trans")
+            ]
+            lines.append(f"| {t} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if agreement:
+        lines += [
+            "## Neighbour agreement (denoise)",
+            "",
+            "Share of words whose label has the entity type of the majority of their k nearest words "
+            "(no labels needed): on D_T the soft teacher's argmax, on D_trans the translated label; and "
+            "the share of D_T words keeping a hard label after the neighbour filter. Per seed.",
+            "",
+            "| Target, student | D_T agreement | hard labels kept | D_trans agreement |",
+            "|---|---|---|---|",
+        ]
+        for t, per_seed in agreement.items():
+            cells = [
+                ", ".join(f"{100 * d[k]:.1f}%" if k in d else "—" for d in per_seed)
+                for k in ("dt_agreement", "dt_coverage_kept", "dtrans_agreement")
             ]
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
         lines.append("")

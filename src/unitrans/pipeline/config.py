@@ -94,6 +94,18 @@ class PipelineConfig:
             "its sentence (its contextual vector), not one per word (see translate.contextual)."
         ),
     )
+    denoise: str = field(
+        default="none",
+        metadata=_help(
+            "none, or neighbours: pseudo-labels denoised by nearest neighbours after CoLaDa (Ma et al. "
+            "2023): the student's soft labels blended with their k nearest D_T words', votes kept where the "
+            "neighbours agree, D_trans words weighted by their neighbours' agreement (train.denoise)."
+        ),
+    )
+    denoise_k: int = field(default=500, metadata=_help("k neighbours for denoise (CoLaDa's K = 500)."))
+    denoise_beta: float = field(
+        default=0.5, metadata=_help("β, weight of the neighbours' mean in the blended soft labels.")
+    )
     workers: int = field(
         default=0,
         metadata=_help(
@@ -163,6 +175,12 @@ class PipelineConfig:
         if not 0 <= self.average_last <= 1:
             raise UnitransError(f"expected average_last in [0, 1], found {self.average_last}")
         check_verify_mode(self.verify)
+        if self.denoise not in ("none", "neighbours"):
+            raise UnitransError(f"expected denoise among none, neighbours, found {self.denoise!r}")
+        if self.denoise_k < 1:
+            raise UnitransError(f"expected denoise_k ≥ 1, found {self.denoise_k}")
+        if not 0 <= self.denoise_beta <= 1:
+            raise UnitransError(f"expected denoise_beta in [0, 1], found {self.denoise_beta}")
         if self.workers < 0:
             raise UnitransError(f"expected workers ≥ 0 (0 = auto), found {self.workers}")
         if self.max_length < 8:

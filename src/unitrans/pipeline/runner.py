@@ -20,7 +20,7 @@ from typing import Any
 
 from unitrans.atomic import check_writable_dir, write_text_atomic
 from unitrans.eval.report import build_results, render_markdown, write_report
-from unitrans.pipeline import stages, translation
+from unitrans.pipeline import denoising, stages, translation
 from unitrans.pipeline.cache import StageCache, StageRecord
 from unitrans.pipeline.config import PipelineConfig
 from unitrans.pipeline.eta import PlannedStage, RunProgress
@@ -109,17 +109,70 @@ class _Language:
         if kind == "src":
             return functools.partial(train, kind="src", data=self.source, epochs=epochs)
         if kind == "trans":
-            return functools.partial(train, kind="trans", data=self.dtrans(), epochs=epochs)
+            weights = self.trans_weights(seed)
+            return functools.partial(train, kind="trans", data=self.dtrans(), epochs=epochs, weights=weights)
         if kind == "teach":
             init = self.model("src", seed)
             return functools.partial(
-                train, kind="teach", data=self.dtrans(), epochs=cfg.teach_epochs, init=init
-            )
+                train, kind="teach", data=self.dtrans(), epochs=cfg.teach_epochs, init=init,
+                weights=self.trans_weights(seed),
+            )  # fmt: skip
         if kind == "combo":
             return functools.partial(
                 train, kind="combo", data=self.source, epochs=epochs, extra=[self.dtrans()]
             )
         raise ValueError(f"unknown model kind {kind!r}")
+
+    def trans_weights(self, seed: int) -> StageRecord | None:
+        """`--set denoise=neighbours`: D_trans word weights from Θsrc of this seed (else None)."""
+        if self.ctx.config.denoise == "none":
+            return None
+        src, dtrans = self.model("src", seed), self.dtrans()
+        label = f"{self.lang}: D_trans neighbour weights (seed {seed})"
+        return self._once(
+            ("trans-weights", seed), lambda: denoising.trans_weights(self.ctx, src, dtrans, label=label)
+        )
+
+    def denoised(
+        self, name: str, seed: int, soft: StageRecord | None, hard: StageRecord | None
+    ) -> tuple[StageRecord | None, StageRecord | None]:
+        """A student's (soft, hard) targets, denoised by neighbours when `denoise` asks for it."""
+        rec = self.denoise_record(name, seed, soft, hard)
+        if rec is None:
+            return soft, hard
+        return (rec if soft is not None else None), (rec if hard is not None else None)
+
+    def denoise_record(
+        self, name: str, seed: int, soft: StageRecord | None, hard: StageRecord | None
+    ) -> StageRecord | None:
+        v = VARIANTS[name]
+        if self.ctx.config.denoise == "none" or not v.is_student:
+            return None
+        kind = v.soft_teacher or "teach"  # no-soft: the votes are Θteach's argmax where all agree
+        teacher = soft if soft is not None else self.teacher(kind, seed, v.ensemble)
+        model = self.model(kind, self.member_seeds(seed, v.ensemble)[0])
+        label = f"{self.lang}: denoise {kind}{' (ensemble)' if v.ensemble else ''} targets (seed {seed})"
+        return self._once(
+            ("denoise", kind, seed, v.ensemble, hard is not None),
+            lambda: denoising.targets(self.ctx, model, teacher, hard, self.text, label=label),
+        )
+
+    def denoise_metrics(self, name: str, seed: int) -> dict[str, float] | None:
+        """Label-free diagnostics of a denoised student (neighbour agreement on D_T and D_trans)."""
+        v = VARIANTS[name]
+        if self.ctx.config.denoise == "none" or not v.is_student:
+            return None
+        hard = self.votes(seed, v.ensemble) if v.hard else None
+        soft = self.teacher(v.soft_teacher, seed, v.ensemble) if v.soft_teacher else None
+        rec = self.denoise_record(name, seed, soft, hard)
+        out = {"dt_agreement": float(rec.metrics["agreement"])} if rec is not None else {}
+        if rec is not None and "coverage" in rec.metrics:
+            out["dt_coverage_kept"] = float(rec.metrics["coverage"])
+        weights = self.trans_weights(seed)
+        if weights is not None and any(k in ("trans", "teach") for k in v.models()):
+            out["dtrans_agreement"] = float(weights.metrics["agreement"])
+            out["dtrans_mean_weight"] = float(weights.metrics["mean_weight"])
+        return out
 
     def adopt_model(self, kind: str, seed: int, rec: StageRecord) -> None:
         self._models[self._model_key(kind, seed)] = rec
@@ -178,6 +231,7 @@ class _Language:
         v = VARIANTS[name]
         hard = self.votes(seed, v.ensemble) if v.hard else None
         soft = self.teacher(v.soft_teacher, seed, v.ensemble) if v.soft_teacher else None
+        soft, hard = self.denoised(name, seed, soft, hard)
         label = f"{self.lang}: student {name} (seed {seed})"
         call = functools.partial(
             stages.student, target_text=self.text, soft=soft, hard=hard, seed=seed, label=label
@@ -226,6 +280,8 @@ def _graph(languages: dict[str, _Language], config: PipelineConfig) -> list[Grap
         for kind in v.models():
             for s in lg.member_seeds(seed, v.ensemble):
                 models.update({(lg.lang, kind, s)} | ({(lg.lang, "src", s)} if kind == "teach" else set()))
+    if config.denoise != "none":  # Θtrans's D_trans weights come from Θsrc of the same seed
+        models.update((lang, "src", s) for lang, kind, s in list(models) if kind == "trans")
     first = next(iter(languages.values()))
 
     def model(lg: _Language, kind: str, s: int) -> tuple:
@@ -240,7 +296,8 @@ def _graph(languages: dict[str, _Language], config: PipelineConfig) -> list[Grap
         ]
     for lang, kind, s in sorted(models):
         if kind != "src":
-            needs = (("translate", lang),) + ((("src", s),) if kind == "teach" else ())
+            src_first = kind == "teach" or (kind == "trans" and config.denoise != "none")  # D_trans weights
+            needs = (("translate", lang),) + ((("src", s),) if src_first else ())
             make = functools.partial(model, languages[lang], kind, s)
             tasks.append(GraphTask((lang, kind, s), needs, make))
 
@@ -326,6 +383,7 @@ def run_pipeline(
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     coverage: dict[str, list[float]] = {}
     teacher_shares: dict[str, list[dict[str, float]]] = {}
+    agreement: dict[str, list[dict[str, float]]] = {}
     for lang, language in languages.items():
         runs[lang] = {name: [] for name in config.variants}
         for seed in config.seed_list:
@@ -342,6 +400,10 @@ def run_pipeline(
                         "predictions": str(ev.folder / "predictions.txt"),
                     }
                 )
+                diagnostics = language.denoise_metrics(name, seed)
+                if diagnostics is not None:  # absent without denoise: runs.json as before
+                    runs[lang][name][-1]["denoise"] = diagnostics
+                    agreement.setdefault(f"{lang} {name}", []).append(diagnostics)
                 if hard is not None:
                     label = lang if not VARIANTS[name].ensemble else f"{lang} (ensemble)"
                     values = coverage.setdefault(label, [])
@@ -364,6 +426,7 @@ def run_pipeline(
         "timings": [{"label": r.label, "cached": r.cached, "seconds": r.seconds} for r in ctx.records],
         "seeds": config.seeds,
         "setting": translation.report_setting(dictionary),
+        **({"agreement": agreement} if agreement else {}),
     }
     paths = write_report(config.out_dir, results, **report_args)
     runs_path = config.out_dir / "runs.json"

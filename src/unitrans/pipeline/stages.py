@@ -201,21 +201,33 @@ def train_model(
     epochs: int,
     init: StageRecord | None = None,
     extra: Sequence[Corpus] = (),
+    weights: StageRecord | None = None,
 ) -> StageRecord:
-    """Train one tagger (Θsrc, Θtrans, Θteach = init Θsrc, data combination = data + extra)."""
+    """Train one tagger (Θsrc, Θtrans, Θteach = init Θsrc, data combination = data + extra); `weights`
+    (a `denoising.trans_weights` record) weigh the words of `data` in the loss, extra words weigh 1."""
     tc = train_config(ctx.config, lr=lr, epochs=epochs, seed=seed)
     inputs = {"data": data.key, **{f"extra{i}": c.key for i, c in enumerate(extra)}}
     if init is not None:
         inputs["init"] = init.key
+    if weights is not None:  # only then: keys without denoising stay as they were
+        inputs["weights"] = weights.key
 
     def build(folder: Path) -> dict[str, Any]:
         sents = list(data.sentences) + [s for c in extra for s in c.sentences]
+        word_weights = None
+        if weights is not None:
+            from unitrans.pipeline.denoising import read_weights
+
+            word_weights = read_weights(weights) + [
+                np.ones(len(s), np.float32) for c in extra for s in c.sentences
+            ]
         out = train_tagger(
             sents,
             folder / "model",
             tc,
             labels=CONLL_LABELS,
             init=None if init is None else init.folder / "model",
+            word_weights=word_weights,
             progress=ctx.progress,
             compact=True,
         )
