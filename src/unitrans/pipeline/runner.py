@@ -291,8 +291,8 @@ def run_pipeline(
         languages[lang] = _Language(ctx, source, lang, shared_models)
     logger.info("models needed: %s", ", ".join(required_models(config.variants)))
     workers = resolve_workers(config.workers)
-    if workers > 1:
-        with StagePool(ctx, workers) as pool:
+    if workers > 1 or config.executor != "local":
+        with StagePool(ctx, workers, config.executor) as pool:
             pool.run_graph(_graph(languages, config))
 
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
