@@ -17,6 +17,10 @@ with one line naming its stage.
 
 Hand-written on `concurrent.futures` because accelerate and torch.multiprocessing target several
 devices or shared tensors, not a handful of independent CPU jobs.
+
+Where the stages run is an `Executor` (submit a call, get a future): `LocalWorkers` here (several GPUs:
+one worker per GPU, pinned), or `ray_executor.RayStages` for a cluster. What runs when (ready set,
+order, each stage once, cycle checks) is decided in `StagePool.run_graph` alone, for both.
 """
 
 from __future__ import annotations
