@@ -3,6 +3,7 @@ stays optional (not imported by unitrans, one line when missing)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -19,8 +20,11 @@ import torch
 from unitrans.cli import main
 from unitrans.errors import UnitransError
 from unitrans.model.predict import load_probs
+from unitrans.pipeline.cache import StageCache, StageRecord
 from unitrans.pipeline.config import make_config
+from unitrans.pipeline.parallel import GraphTask, NotCached, StagePool
 from unitrans.pipeline.runner import run_pipeline
+from unitrans.pipeline.stages import StageContext
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "pipeline"
@@ -58,7 +62,9 @@ def test_ray_executor_gives_the_local_executors_results(tiny_encoder_dir, tmp_pa
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, _temp_dir=temp,
              logging_level=logging.WARNING)  # fmt: skip
     try:
-        on_ray = run_pipeline(_config(tiny_encoder_dir, tmp_path / "ray", executor="ray"), progress=False)
+        config = _config(tiny_encoder_dir, tmp_path / "ray", executor="ray")
+        on_ray = run_pipeline(config, progress=False)
+        _a_failing_stage_is_its_own_error(ray, config, tmp_path / "failing")
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
@@ -80,6 +86,22 @@ def test_ray_executor_gives_the_local_executors_results(tiny_encoder_dir, tmp_pa
         progress=False,
     )
     assert all(r.cached for r in again.records) and again.results == local.results
+
+
+def _fails(ctx: StageContext, *, label: str) -> StageRecord:
+    if ctx.probe:  # the pool first asks whether the stage is cached
+        raise NotCached(label)
+    raise UnitransError(f"{label}: expected a good input")
+
+
+def _a_failing_stage_is_its_own_error(ray, config, cache: Path) -> None:
+    """A stage that raises in a Ray task raises the same one-line error in the run, not a RayTaskError."""
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    ctx = StageContext(StageCache(cache), config, progress=False)
+    call = functools.partial(_fails, label="es: stage")
+    with StagePool(ctx, 2, "ray") as pool, pytest.raises(UnitransError) as err:
+        pool.run_graph([GraphTask(("x",), (), lambda: (call, lambda rec: None))])
+    assert type(err.value) is UnitransError and str(err.value) == "es: stage: expected a good input"
 
 
 class FakeRay:
