@@ -37,18 +37,29 @@ class Log:
         return GraphTask(ident, needs, make)
 
 
+class ThreadWorkers:
+    """An executor on threads: what `run_graph` needs from one (`parallel.Executor`), nothing more."""
+
+    def __init__(self, ctx: object, workers: int) -> None:
+        self.slots, self.pool = workers, ThreadPoolExecutor(workers)
+
+    def submit(self, call, label: str):
+        return self.pool.submit(call, None)
+
+    def result(self, future, unfinished: list[str]):
+        return future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
 @pytest.fixture
 def threads_as_workers(monkeypatch):
     """StagePool with threads for processes, no cache and plain labels: only the scheduling is tested."""
-    monkeypatch.setattr(parallel, "_run_in_worker", lambda *args: args[-2](None))
+    monkeypatch.setattr(parallel, "LocalWorkers", ThreadWorkers)
     monkeypatch.setattr(StagePool, "_cached", lambda self, call: None)
-    monkeypatch.setattr(
-        StagePool, "_executor", lambda self: self.__dict__.setdefault("_threads", ThreadPoolExecutor(2))
-    )
     monkeypatch.setattr("unitrans.pipeline.stages.call_label", lambda call, config: "stage")
-    ctx = SimpleNamespace(adopt=lambda rec: rec, cache=SimpleNamespace(root=None, version="", verify="full"),
-                          config=None, progress=False)  # fmt: skip
-    return ctx
+    return SimpleNamespace(adopt=lambda rec: rec, config=None)
 
 
 def test_a_stage_starts_when_its_needs_are_done_not_when_its_wave_is(threads_as_workers):

@@ -104,11 +104,20 @@ def test_the_pool_announces_what_it_hands_to_workers(monkeypatch):
 
     from unitrans.pipeline.parallel import GraphTask, StagePool
 
-    monkeypatch.setattr(parallel, "_run_in_worker", lambda *args: args[-2](None))
     monkeypatch.setattr(StagePool, "_cached", lambda self, call: "cached" if call.__name__ == "b" else None)
-    monkeypatch.setattr(
-        StagePool, "_executor", lambda self: self.__dict__.setdefault("_t", ThreadPoolExecutor(2))
-    )
+
+    class Threads:  # an executor (see parallel.Executor) running calls on threads
+        slots, pool = 2, ThreadPoolExecutor(2)
+
+        def submit(self, call, label):
+            return self.pool.submit(call, None)
+
+        def result(self, future, unfinished):
+            return future.result()
+
+        def close(self):
+            self.pool.shutdown()
+
     monkeypatch.setattr("unitrans.pipeline.stages.call_label", lambda call, config: f"stage {call.__name__}")
     ctx = SimpleNamespace(adopt=lambda rec: rec, cache=SimpleNamespace(root=None, version="", verify="full"),
                           config=None, progress=False)  # fmt: skip
@@ -121,6 +130,6 @@ def test_the_pool_announces_what_it_hands_to_workers(monkeypatch):
         return GraphTask((name,), needs, lambda: (call, lambda rec: None))
 
     announced: list[str] = []
-    with StagePool(ctx, 2, on_start=announced.append) as pool:  # type: ignore[arg-type]
+    with StagePool(ctx, 2, Threads(), on_start=announced.append) as pool:  # type: ignore[arg-type]
         pool.run_graph([task("a"), task("b"), task("c", (("a",), ("b",)))])
     assert announced == ["stage a", "stage c"]  # b came from the cache

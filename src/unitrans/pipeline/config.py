@@ -17,6 +17,7 @@ from typing import Any
 from unitrans.atomic import write_text_atomic
 from unitrans.errors import UnitransError
 from unitrans.pipeline.integrity import check_verify_mode
+from unitrans.pipeline.parallel import EXECUTORS
 from unitrans.pipeline.variants import VARIANTS, check_variants
 from unitrans.train.config import BATCH_BY, LOSS_WEIGHTINGS, TrainConfig, check_finite
 
@@ -110,7 +111,23 @@ class PipelineConfig:
         default=0,
         metadata=_help(
             "Processes running independent stages side by side (Θtrans and Θteach, ...), sharing the CPU "
-            "threads; 0 = auto: 2 on a CPU with 2+ cores, 1 on a GPU. Not part of any cache key."
+            "threads; 0 = auto: 2 on a CPU with 2+ cores, one per GPU (pinned) on GPUs. With executor=ray "
+            "each stage gets this machine's threads / workers, as locally. Not part of any cache key."
+        ),
+    )
+    executor: str = field(
+        default="local",
+        metadata=_help(
+            "Where stages run: local (worker processes on this machine; with several GPUs one per GPU) or "
+            "ray (Ray tasks on a cluster, or on a local one started for the run; needs `pip install ray` "
+            "and a --cache-dir that every node sees). Same results either way; not part of any cache key."
+        ),
+    )
+    ray_address: str = field(
+        default="",
+        metadata=_help(
+            "executor=ray: the cluster to join (auto, ray://HEAD:10001, ...); empty: start a local Ray "
+            "cluster for the run. Not part of any cache key."
         ),
     )
     out_dir: Path = field(default=Path("runs/unitrans"), metadata=_help("Run folder for reports."))
@@ -181,6 +198,8 @@ class PipelineConfig:
             raise UnitransError(f"expected denoise_k ≥ 1, found {self.denoise_k}")
         if not 0 <= self.denoise_beta <= 1:
             raise UnitransError(f"expected denoise_beta in [0, 1], found {self.denoise_beta}")
+        if self.executor not in EXECUTORS:
+            raise UnitransError(f"expected executor among {', '.join(EXECUTORS)}, found {self.executor!r}")
         if self.workers < 0:
             raise UnitransError(f"expected workers ≥ 0 (0 = auto), found {self.workers}")
         if self.max_length < 8:

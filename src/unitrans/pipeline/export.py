@@ -29,7 +29,18 @@ from unitrans.pipeline.variants import VARIANTS
 EXPORT_RECORD = "export.json"
 CARD = "README.md"
 LABELS = "labels.txt"
-NOT_IN_COMMAND = ("targets", "preset", "workers", "verify", "export", "out_dir", "cache_dir", "data_dir")
+NOT_IN_COMMAND = (
+    "targets",
+    "preset",
+    "workers",
+    "executor",
+    "ray_address",
+    "verify",
+    "export",
+    "out_dir",
+    "cache_dir",
+    "data_dir",
+)
 """Settings the card's command shows otherwise (targets, --out) or that change no number."""
 
 

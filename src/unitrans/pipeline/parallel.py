@@ -17,6 +17,10 @@ with one line naming its stage.
 
 Hand-written on `concurrent.futures` because accelerate and torch.multiprocessing target several
 devices or shared tensors, not a handful of independent CPU jobs.
+
+Where the stages run is an `Executor` (submit a call, get a future): `LocalWorkers` here (several GPUs:
+one worker per GPU, pinned), or `ray_executor.RayStages` for a cluster. What runs when (ready set,
+order, each stage once, cycle checks) is decided in `StagePool.run_graph` alone, for both.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from unitrans.errors import UnitransError
 from unitrans.pipeline.cache import StageCache, StageRecord
@@ -64,13 +68,26 @@ def available_cores() -> int:
 
 
 def resolve_workers(requested: int, device: str | None = None) -> int:
-    """0 = auto: two processes on a CPU with at least two cores, one on a GPU (it is one device)."""
+    """0 = auto: two processes on a CPU with at least two cores; on GPUs one per GPU (see `gpu_pins`)."""
     if requested > 0:
         return requested
     import torch
 
     on_gpu = (device or "").startswith("cuda") or (device is None and torch.cuda.is_available())
-    return 1 if on_gpu or available_cores() < 2 else 2
+    if on_gpu:
+        return max(1, torch.cuda.device_count())
+    return 1 if available_cores() < 2 else 2
+
+
+def gpu_pins(workers: int, device_count: int, visible: str | None = None) -> list[str] | None:
+    """The CUDA_VISIBLE_DEVICES of each worker process: worker i sees only GPU i mod `device_count`, as
+    its cuda:0, so stages beside each other never share a device. None with fewer than two GPUs (one GPU
+    is shared as before). `visible` is the parent's own CUDA_VISIBLE_DEVICES: its ids are the ones used."""
+    if device_count < 2 or workers < 2:
+        return None
+    ids = [d.strip() for d in visible.split(",") if d.strip()] if visible else []
+    ids = ids[:device_count] if len(ids) >= device_count else [str(i) for i in range(device_count)]
+    return [ids[i % device_count] for i in range(workers)]
 
 
 PR_SET_PDEATHSIG = 1
@@ -104,9 +121,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
-def _init_worker(threads: int, parent_pid: int, status_dir: str, logs: LogSetup | None) -> None:
+def _init_worker(
+    threads: int, parent_pid: int, status_dir: str, logs: LogSetup | None, gpus: GpuQueue | None = None
+) -> None:
     global _status_file
     die_with_parent(parent_pid)
+    if gpus is not None:  # before anything touches CUDA: each worker takes the next GPU of the queue
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
     if logs is not None:  # info lines and warnings, formatted like the main process's
         logging.basicConfig(level=logs[0], format=logs[1], datefmt=logs[2])
     _status_file = Path(status_dir) / str(os.getpid())
@@ -149,14 +170,27 @@ def _log_setup() -> LogSetup | None:
     return root.level, formatter._fmt, formatter.datefmt
 
 
-def start_workers(workers: int, threads: int, status_dir: Path) -> ProcessPoolExecutor:
-    """`workers` spawned processes with `threads` threads each, all started before this returns."""
+GpuQueue = Any
+"""A spawn-context `SimpleQueue` of CUDA_VISIBLE_DEVICES values, one taken by each starting worker."""
+
+
+def start_workers(
+    workers: int, threads: int, status_dir: Path, gpus: Sequence[str] | None = None
+) -> ProcessPoolExecutor:
+    """`workers` spawned processes with `threads` threads each, all started before this returns; with
+    `gpus` (one CUDA_VISIBLE_DEVICES value per worker, see `gpu_pins`) each is pinned to its own GPU."""
+    context = multiprocessing.get_context("spawn")
+    queue = None
+    if gpus is not None:
+        queue = context.SimpleQueue()
+        for gpu in gpus:
+            queue.put(gpu)
     with _thread_env(threads):
         pool = ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=context,
             initializer=_init_worker,
-            initargs=(threads, os.getpid(), str(status_dir), _log_setup()),
+            initargs=(threads, os.getpid(), str(status_dir), _log_setup(), queue),
         )
         # start every worker now, while the thread settings are in the environment
         for f in [pool.submit(_started) for _ in range(workers)]:
@@ -179,22 +213,62 @@ def _thread_env(threads: int) -> Iterator[None]:
                 os.environ[k] = v
 
 
-class StagePool:
-    """Runs the stages of a graph side by side; worker processes start when the first uncached stage does."""
+def stage_threads(workers: int) -> int:
+    """Threads of each stage run beside others: this process's threads shared by `workers`. Every
+    executor uses it, so a stage's numbers are the same wherever it runs."""
+    import torch
 
-    def __init__(
-        self, ctx: StageContext, workers: int, on_start: Callable[[str], None] | None = None
-    ) -> None:
+    return max(1, torch.get_num_threads() // workers)
+
+
+class Executor(Protocol):
+    """Where `StagePool.run_graph` sends the stages that have to run: submit a call, get a future."""
+
+    @property
+    def slots(self) -> int:
+        """How many stages may run at once (asked only when a stage is about to be submitted)."""
+        ...
+
+    def submit(self, call: StageCall, label: str) -> Future[StageRecord]: ...
+
+    def result(self, future: Future[StageRecord], unfinished: list[str]) -> StageRecord:
+        """The record of a finished future; a worker that vanished is one line naming a stage among
+        `unfinished` (the future's own stage first, then the others still running)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalWorkers:
+    """`executor=local`: spawned worker processes on this machine, started on the first submit; with
+    several GPUs each worker is pinned to one (`gpu_pins`)."""
+
+    def __init__(self, ctx: StageContext, workers: int) -> None:
         self.ctx, self.workers = ctx, workers
-        self.on_start = on_start  # called with a stage's label when it goes to a worker (its start line)
         self._pool: ProcessPoolExecutor | None = None
         self._status_dir: Path | None = None
 
-    def __enter__(self) -> StagePool:
-        return self
+    @property
+    def slots(self) -> int:
+        return self.workers
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def submit(self, call: StageCall, label: str) -> Future[StageRecord]:
+        if self._pool is None:
+            import torch
+
+            threads = stage_threads(self.workers)
+            gpus = gpu_pins(self.workers, torch.cuda.device_count(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+            self._status_dir = Path(tempfile.mkdtemp(prefix="unitrans-workers-"))
+            self._pool = start_workers(self.workers, threads, self._status_dir, gpus)
+            pinned = f", GPUs {','.join(gpus)}" if gpus else ""
+            logger.info("%d worker processes, %d thread(s) each%s", self.workers, threads, pinned)
+        return self._pool.submit(_run_in_worker, *worker_args(self.ctx), call, label)
+
+    def result(self, future: Future[StageRecord], unfinished: list[str]) -> StageRecord:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise self._died(unfinished) from None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -203,89 +277,6 @@ class StagePool:
         if self._status_dir is not None:
             shutil.rmtree(self._status_dir, ignore_errors=True)
             self._status_dir = None
-
-    def _cached(self, call: StageCall) -> StageRecord | None:
-        probe = replace(self.ctx, probe=True, records=[], after_stage=None)
-        try:
-            return call(probe)
-        except NotCached:
-            return None
-
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            import torch
-
-            threads = max(1, torch.get_num_threads() // self.workers)
-            self._status_dir = Path(tempfile.mkdtemp(prefix="unitrans-workers-"))
-            self._pool = start_workers(self.workers, threads, self._status_dir)
-            logger.info("%d worker processes, %d thread(s) each", self.workers, threads)
-        return self._pool
-
-    def run_graph(self, tasks: Sequence[GraphTask]) -> None:
-        """Run every task once its `needs` are done; at most `workers` at a time, earlier tasks first.
-
-        Each task's call is made only when its needs are adopted, so it sees their records. Tasks given
-        twice (same `ident`) run once. Numbers do not depend on the order: every stage that runs goes to
-        a worker with the same thread count (see the module docstring).
-        """
-        unique: dict[tuple, GraphTask] = {}
-        for task in tasks:
-            unique.setdefault(task.ident, task)
-        missing = {n for t in unique.values() for n in t.needs} - unique.keys()
-        if missing:
-            raise ValueError(f"tasks need undeclared tasks: {sorted(map(str, missing))}")
-        if self.workers <= 1:
-            for task in _in_dependency_order(list(unique.values())):
-                call, adopt = task.make()
-                adopt(call(self.ctx))
-            return
-        from unitrans.pipeline.stages import call_label
-
-        waiting = list(unique.values())
-        done: set[tuple] = set()
-        made: dict[tuple, tuple[StageCall, Callable[[StageRecord], None], StageRecord | None]] = {}
-        running: dict[Future, tuple[GraphTask, Callable[[StageRecord], None], str]] = {}
-        args: tuple | None = None
-        while waiting or running:
-            progressed = True
-            while progressed:  # take ready tasks from the cache, or start them while workers are free
-                progressed = False
-                for task in list(waiting):
-                    if not all(n in done for n in task.needs):
-                        continue
-                    if task.ident not in made:  # made and looked up once, when it becomes ready
-                        call, adopt = task.make()
-                        made[task.ident] = (call, adopt, self._cached(call))
-                    call, adopt, rec = made[task.ident]
-                    if rec is None and len(running) >= self.workers:
-                        continue
-                    waiting.remove(task)
-                    progressed = True
-                    if rec is not None:
-                        adopt(self.ctx.adopt(rec))
-                        done.add(task.ident)
-                        break  # what it unlocked comes before later tasks
-                    pool = self._executor()
-                    if args is None:
-                        cache = self.ctx.cache
-                        args = (self.ctx.config, cache.root, cache.version, cache.verify, self.ctx.progress)
-                    label = call_label(call, self.ctx.config)
-                    running[pool.submit(_run_in_worker, *args, call, label)] = (task, adopt, label)
-                    if self.on_start is not None:
-                        self.on_start(label)
-            if not running:
-                if waiting:
-                    raise ValueError("tasks wait on each other in a cycle")
-                break
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in [f for f in running if f in finished]:  # in start order
-                task, adopt, label = running.pop(future)
-                try:
-                    record = future.result()
-                except BrokenProcessPool:
-                    raise self._died([label, *(lab for _, _, lab in running.values())]) from None
-                adopt(self.ctx.adopt(record))
-                done.add(task.ident)
 
     def _died(self, unfinished: list[str]) -> UnitransError:
         """The one-line error for a worker that vanished, naming the stage it ran: the executor terminates
@@ -299,6 +290,117 @@ class StagePool:
         self.close()
         names = " or ".join(dict.fromkeys(running or unfinished)) or "a stage"
         return UnitransError(f"worker process for {names} died (killed by the OS — out of memory?)")
+
+
+def worker_args(ctx: StageContext) -> tuple:
+    """What `_run_in_worker` needs besides the call: the config and how to open the cache."""
+    return ctx.config, ctx.cache.root, ctx.cache.version, ctx.cache.verify, ctx.progress
+
+
+EXECUTORS = ("local", "ray")
+
+
+class StagePool:
+    """Runs the stages of a graph side by side on an executor (`EXECUTORS`): the scheduling is here, in
+    one place; the executor only runs the calls it is handed. `executor="local"` with one worker runs
+    every stage in this process, in dependency order."""
+
+    def __init__(
+        self,
+        ctx: StageContext,
+        workers: int,
+        executor: str | Executor = "local",
+        on_start: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ctx, self.workers = ctx, workers
+        self.on_start = on_start  # called with a stage's label when it goes to a worker (its start line)
+        self.executor: Executor | None
+        if executor == "ray":
+            from unitrans.pipeline.ray_executor import RayStages
+
+            self.executor = RayStages(ctx, workers, ctx.config.ray_address)
+        elif executor == "local":
+            self.executor = LocalWorkers(ctx, workers) if workers > 1 else None
+        elif isinstance(executor, str):
+            raise UnitransError(f"expected executor among {', '.join(EXECUTORS)}, found {executor!r}")
+        else:
+            self.executor = executor
+
+    def __enter__(self) -> StagePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.close()
+
+    def _cached(self, call: StageCall) -> StageRecord | None:
+        probe = replace(self.ctx, probe=True, records=[], after_stage=None)
+        try:
+            return call(probe)
+        except NotCached:
+            return None
+
+    def run_graph(self, tasks: Sequence[GraphTask]) -> None:
+        """Run every task once its `needs` are done; at most `executor.slots` at a time, earlier tasks first.
+
+        Each task's call is made only when its needs are adopted, so it sees their records. Tasks given
+        twice (same `ident`) run once. Numbers do not depend on the order: every stage that runs goes to
+        the executor with the same thread count (see the module docstring).
+        """
+        unique: dict[tuple, GraphTask] = {}
+        for task in tasks:
+            unique.setdefault(task.ident, task)
+        missing = {n for t in unique.values() for n in t.needs} - unique.keys()
+        if missing:
+            raise ValueError(f"tasks need undeclared tasks: {sorted(map(str, missing))}")
+        executor = self.executor
+        if executor is None:
+            for task in _in_dependency_order(list(unique.values())):
+                call, adopt = task.make()
+                adopt(call(self.ctx))
+            return
+        from unitrans.pipeline.stages import call_label
+
+        waiting = list(unique.values())
+        done: set[tuple] = set()
+        made: dict[tuple, tuple[StageCall, Callable[[StageRecord], None], StageRecord | None]] = {}
+        running: dict[Future, tuple[GraphTask, Callable[[StageRecord], None], str]] = {}
+        while waiting or running:
+            progressed = True
+            while progressed:  # take ready tasks from the cache, or start them while workers are free
+                progressed = False
+                for task in list(waiting):
+                    if not all(n in done for n in task.needs):
+                        continue
+                    if task.ident not in made:  # made and looked up once, when it becomes ready
+                        call, adopt = task.make()
+                        made[task.ident] = (call, adopt, self._cached(call))
+                    call, adopt, rec = made[task.ident]
+                    if rec is None and len(running) >= executor.slots:
+                        continue
+                    waiting.remove(task)
+                    progressed = True
+                    if rec is not None:
+                        adopt(self.ctx.adopt(rec))
+                        done.add(task.ident)
+                        break  # what it unlocked comes before later tasks
+                    label = call_label(call, self.ctx.config)
+                    running[executor.submit(call, label)] = (task, adopt, label)
+                    if self.on_start is not None:
+                        self.on_start(label)
+            if not running:
+                if waiting:
+                    raise ValueError("tasks wait on each other in a cycle")
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in [f for f in running if f in finished]:  # in start order
+                task, adopt, label = running.pop(future)
+                record = executor.result(future, [label, *(lab for _, _, lab in running.values())])
+                adopt(self.ctx.adopt(record))
+                done.add(task.ident)
 
 
 @dataclass(frozen=True)

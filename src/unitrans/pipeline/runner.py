@@ -376,8 +376,8 @@ def run_pipeline(
     workers = resolve_workers(config.workers)
     ctx.eta = RunProgress(_plan(ctx, languages), workers)
     logger.info("%s", ctx.eta.start_line())
-    if workers > 1:
-        with StagePool(ctx, workers, on_start=ctx.announce) as pool:
+    if workers > 1 or config.executor != "local":
+        with StagePool(ctx, workers, config.executor, on_start=ctx.announce) as pool:
             pool.run_graph(_graph(languages, config))
 
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
