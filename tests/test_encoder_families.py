@@ -181,6 +181,32 @@ def test_save_and_reload_give_identical_predictions(trained, tmp_path):
     assert "auto_map" not in config
 
 
+def test_head_dropout_survives_a_reload_and_follows_a_training_request(encoder_dir, tmp_path):
+    """DeBERTa-v2's config has no head-dropout field: a reload used to bring back its default."""
+    out = train_tagger(TRAIN[:4], tmp_path / "m", config(encoder_dir, epochs=1, dropout=0.37), progress=False)
+    model, _ = load_tagger(out)
+    assert model.dropout.p == pytest.approx(0.37)
+    model, _ = load_tagger(out, list(CONLL_LABELS), dropout=0.21)  # Θteach from Θsrc, its own dropout
+    assert model.dropout.p == pytest.approx(0.21)
+
+
+def test_loading_and_saving_print_no_transformers_bars(trained, tmp_path, capfd):
+    """A run's stage lines are not interleaved with "Loading weights" / "Writing model shards" bars."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()  # as in a library user's process (the CLI turns hub bars off)
+    try:
+        model, tokenizer = load_tagger(trained)
+        save_tagger(model, tokenizer, tmp_path / "copy", read_metadata(trained))
+        assert hf_logging.is_progress_bar_enabled()  # restored for the caller
+    finally:
+        if not was:
+            hf_logging.disable_progress_bar()
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "Writing model shards" not in err
+
+
 def test_transformers_loads_the_checkpoint_where_it_has_a_class(trained):
     from transformers import AutoModel, AutoModelForTokenClassification, pipeline
 

@@ -13,8 +13,10 @@ import torch
 
 from unitrans.cli import main
 from unitrans.model.predict import load_probs
+from unitrans.pipeline import stages
+from unitrans.pipeline.cache import StageCache
 from unitrans.pipeline.config import make_config
-from unitrans.pipeline.runner import RunResult, run_pipeline
+from unitrans.pipeline.runner import RunResult, _Language, _plan, run_pipeline
 from unitrans.pipeline.variants import VARIANTS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline"
@@ -99,6 +101,26 @@ def test_second_run_skips_every_stage(full_run):
     again = run_pipeline(config, progress=False)
     assert again.records and all(r.cached for r in again.records)
     assert again.results == result.results
+
+
+def test_the_plan_holds_every_stage_of_the_run_cached_or_not(full_run, tmp_path):
+    """The run's first line and its stages left count a plan made before anything runs: it must hold
+    exactly the stages the run reports, with their keys even when nothing is cached (the keys of stages
+    not built yet give the keys after them), each listed after what it needs."""
+    result, config = full_run
+    keys = sorted(r.key for r in result.records)
+    for cache_dir, cached in ((config.cache_root, True), (tmp_path / "empty", False)):
+        cfg = _config(Path(config.encoder), tmp_path / "out", cache_dir=cache_dir)
+        ctx = stages.StageContext(StageCache(cache_dir), cfg, progress=False)
+        source, shared = stages.read_source(cfg), {}
+        plan = _plan(ctx, {lang: _Language(ctx, source, lang, shared) for lang in cfg.targets})
+        assert sorted(s.key for s in plan) == keys
+        assert all(s.cached == cached for s in plan) and not ctx.records
+        seen: set[str] = set()
+        for s in plan:
+            assert all(n in seen for n in s.needs if n in keys), f"{s.label} listed before what it needs"
+            seen.add(s.key)
+    assert not (tmp_path / "empty").exists()  # planning built nothing
 
 
 def test_changing_eta_reruns_only_students_and_their_evaluation(full_run, tmp_path):

@@ -1,4 +1,5 @@
-"""What a run tells the user while it works: one line when a stage starts, one when it ends."""
+"""What a run tells the user while it works: one line with the run's stages, one when a stage starts, one
+when it ends with the stages left and the time left."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch
 
 from unitrans.pipeline import parallel
 from unitrans.pipeline.config import make_config
+from unitrans.pipeline.eta import duration
 from unitrans.pipeline.runner import run_pipeline
-from unitrans.pipeline.stages import duration
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline"
 
@@ -38,7 +39,8 @@ def test_a_stage_that_runs_says_so_when_it_starts_and_ends(tiny_encoder_dir, tmp
     assert started[0] == "train src (seed 42): started"
     end = next(i for i, line in enumerate(lines) if line.startswith("train src (seed 42): done in "))
     assert lines.index(started[0]) < end
-    assert done[-1].endswith("into the run)") and f"({len(done)} stages run so far" in done[-1]
+    assert done[-1].endswith("into the run; none left)") and f"({len(done)} stages run so far" in done[-1]
+    assert done[0].endswith(f"; {len(done) - 1} left, ETA under a minute)")  # tiny stages
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="unitrans"):
         run_pipeline(config, progress=False)
@@ -56,3 +58,69 @@ def test_workers_log_like_the_main_process(monkeypatch, configured):
     assert parallel._log_setup() == (
         (logging.INFO, "%(levelname)s %(message)s", "%H:%M") if configured else None
     )
+
+
+def _runner_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "unitrans.pipeline.runner"]
+
+
+def test_the_first_line_counts_stages_cached_and_to_run(tiny_encoder_dir, tmp_path, caplog):
+    torch.set_num_threads(1)
+    values = {"targets": ("es",), "data_dir": FIXTURES, "encoder": str(tiny_encoder_dir), "epochs": 1,
+              "batch_size": 8, "max_length": 32, "freeze_layers": 1, "workers": 1,
+              "cache_dir": tmp_path / "cache"}  # fmt: skip
+    src = make_config("paper", variants=("src",), out_dir=tmp_path / "a", **values)
+    with caplog.at_level(logging.INFO, logger="unitrans"):
+        run_pipeline(src, progress=False)
+    assert "run: 3 stages, 0 cached, 3 to run (1 worker); ETA after the first stage" in _runner_lines(caplog)
+    caplog.clear()
+    both = make_config("paper", variants=("src", "trans"), out_dir=tmp_path / "b", **values)
+    with caplog.at_level(logging.INFO, logger="unitrans"):
+        run_pipeline(both, progress=False)
+    first = next(line for line in _runner_lines(caplog) if line.startswith("run: "))
+    # Θsrc, its test probabilities and evaluation are cached; translation, Θtrans, its test probabilities
+    # and evaluation run; the cached stages' recorded times are a basis for an estimate at once
+    assert first == (
+        "run: 7 stages, 3 cached, 4 to run (1 worker); under a minute left, "
+        "from stage times an earlier run recorded in this cache"
+    )
+    lines = [r.getMessage() for r in caplog.records if r.name == "unitrans.pipeline.stages"]
+    assert sum(line.endswith(": cached, skipped") for line in lines) == 3
+    done = [line for line in lines if ": done in " in line]
+    assert [line.rsplit("; ", 1)[1] for line in done] == [
+        "3 left, ETA under a minute)", "2 left, ETA under a minute)", "1 left, ETA under a minute)",
+        "none left)",
+    ]  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="unitrans"):
+        run_pipeline(both, progress=False)
+    assert "run: 7 stages, all cached" in _runner_lines(caplog)
+
+
+def test_the_pool_announces_what_it_hands_to_workers(monkeypatch):
+    """Workers log no start lines: the main process announces each stage when it hands it over."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from unitrans.pipeline.parallel import GraphTask, StagePool
+
+    monkeypatch.setattr(parallel, "_run_in_worker", lambda *args: args[-2](None))
+    monkeypatch.setattr(StagePool, "_cached", lambda self, call: "cached" if call.__name__ == "b" else None)
+    monkeypatch.setattr(
+        StagePool, "_executor", lambda self: self.__dict__.setdefault("_t", ThreadPoolExecutor(2))
+    )
+    monkeypatch.setattr("unitrans.pipeline.stages.call_label", lambda call, config: f"stage {call.__name__}")
+    ctx = SimpleNamespace(adopt=lambda rec: rec, cache=SimpleNamespace(root=None, version="", verify="full"),
+                          config=None, progress=False)  # fmt: skip
+
+    def task(name: str, needs: tuple = ()) -> GraphTask:
+        def call(ctx: object) -> str:
+            return name
+
+        call.__name__ = name
+        return GraphTask((name,), needs, lambda: (call, lambda rec: None))
+
+    announced: list[str] = []
+    with StagePool(ctx, 2, on_start=announced.append) as pool:  # type: ignore[arg-type]
+        pool.run_graph([task("a"), task("b"), task("c", (("a",), ("b",)))])
+    assert announced == ["stage a", "stage c"]  # b came from the cache

@@ -164,9 +164,14 @@ def test_diagnostics_table_has_a_column_for_further_signals():
     two = {"es": {"unitrans": [{"seed": 42, "rounds": [entry, {**entry, "round": 2}]}]}}
     text = "\n".join(diagnostics_lines(two))
     assert "| es | `unitrans` | 42 | 2 | 80.0% | Θsrc 10.0%, Θteach 12.5% |" in text
-    hooked = {"es": {"unitrans": [{"seed": 42, "rounds": [{**entry, "neighbour_agreement": 0.9}]}]}}
+    hooked = {
+        "es": {
+            "unitrans": [{"seed": 42, "rounds": [entry, {**entry, "round": 2, "neighbour_agreement": 0.9}]}]
+        }
+    }
     text = "\n".join(diagnostics_lines(hooked))
-    assert "neighbour agreement" in text and "| 80.0% | Θsrc 10.0%, Θteach 12.5% | 90.0% |" in text
+    assert "neighbour agreement" in text and "| 2 | 80.0% | Θsrc 10.0%, Θteach 12.5% | 90.0% |" in text
+    assert "| 1 | 80.0% | Θsrc 10.0%, Θteach 12.5% | — |" in text
 
 
 # --- the pipeline -----------------------------------------------------------------------------------
@@ -331,3 +336,28 @@ def test_cli_rounds_option(two_rounds, tiny_encoder_dir, tmp_path, capsys):
         "unitrans-r1",
         "unitrans",
     ]
+
+
+def test_denoising_applies_to_each_round_s_own_targets(two_rounds, tiny_encoder_dir, tmp_path):
+    """With denoise=neighbours, round 2's denoise stage takes round 2's soft mean and four-voter votes, and
+    its neighbour agreement is a column of the round's diagnostics."""
+    cache = two_rounds.paths["json"].parent.parent / "cache"
+    config = _config(tiny_encoder_dir, tmp_path, cache_dir=cache, rounds=2, denoise="neighbours", denoise_k=3)
+    result = run_pipeline(config, progress=False)
+    rec = _by_label(result)
+    denoise2 = rec["es: denoise targets of unitrans round 2 (seed 42)"]
+    inputs = _manifest(denoise2)["inputs"]
+    assert inputs["soft"] == rec["es: soft targets of unitrans round 2 (seed 42)"].key
+    assert inputs["hard"] == rec["es: votes of unitrans round 2 (seed 42)"].key
+    student_inputs = _manifest(rec["es: student unitrans round 2 (seed 42)"])["inputs"]
+    assert student_inputs["soft"] == student_inputs["hard"] == denoise2.key
+    [per_seed] = result.diagnostics["es"]["unitrans"]
+    assert [r["neighbour_agreement"] for r in per_seed["rounds"]] == [
+        rec["es: denoise teach targets (seed 42)"].metrics["agreement"],
+        denoise2.metrics["agreement"],
+    ]
+    assert "neighbour agreement" in result.markdown
+    assert (
+        result.runs["es"]["unitrans-r1"][0]["denoise"]["dt_agreement"]
+        == per_seed["rounds"][0]["neighbour_agreement"]
+    )

@@ -1,4 +1,8 @@
-"""CLI commands: `unitrans translate`, `unitrans lexicon induce`, `unitrans lexicon eval`."""
+"""CLI commands: `unitrans translate`, `unitrans lexicon induce/eval/from-freedict`.
+
+`--dictionary` (translate, induce) makes the result dictionary-assisted; `lexicon eval` has no such option
+on purpose: P@k of a map seeded by a dictionary would measure the dictionary (issue 15).
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,12 @@ BORROWING = typer.Option(
     help="Drop target words this many times more frequent in the source text (0: keep all).",
 )
 CACHE = typer.Option(None, "--cache-dir", help="Cache root (default: $UNITRANS_CACHE or ~/.cache/unitrans).")
+DICTIONARY = typer.Option(
+    None,
+    "--dictionary",
+    help="Bilingual dictionary (MUSE: `source target` per line, first target wins) that seeds the map and "
+    "overrides the induced translations of its words: dictionary-assisted, not zero-resource.",
+)
 
 
 def _config(
@@ -54,6 +64,12 @@ def _config(
     )
 
 
+def _dictionary(path: Path | None, config):
+    from unitrans.translate.dictionary import read_user_dictionary
+
+    return None if path is None else read_user_dictionary(path, lowercase=config.lowercase)
+
+
 def _write_json(path: Path, data: dict) -> None:
     """JSON beside the output, atomically, with the umask's mode."""
     from unitrans.atomic import write_text_atomic
@@ -77,6 +93,13 @@ def translate(
         True, "--keep-person-names/--translate-person-names", help="Copy PER tokens untranslated."
     ),
     min_csls: float | None = typer.Option(None, "--min-csls", help="Copy tokens whose CSLS is lower."),
+    dictionary: Path | None = DICTIONARY,
+    contextual: bool = typer.Option(
+        False,
+        "--contextual/--no-contextual",
+        help="Each token picks, among its word's best CSLS candidates, the one that fits its sentence.",
+    ),
+    contextual_k: int = typer.Option(5, "--contextual-k", help="Candidates per word for --contextual."),
     encoder: str = ENCODER,
     src_emb: Path | None = SRC_EMB,
     tgt_emb: Path | None = TGT_EMB,
@@ -110,12 +133,20 @@ def translate(
         casing=casing,
         keep_person_names=keep_person_names,
         min_csls=min_csls,
+        contextual=contextual,
+        contextual_k=contextual_k,
     )
-    result = translate_corpus(read_conll(source), read_unlabelled(target_text), config, cache_dir=cache_dir)
+    user_dict = _dictionary(dictionary, config)
+    result = translate_corpus(
+        read_conll(source), read_unlabelled(target_text), config, cache_dir=cache_dir, dictionary=user_dict
+    )
     write_conll(out, result.sentences)
     if lexicon_out is not None:
         write_lexicon(lexicon_out, result.lexicon)
-    _write_json(out.with_name(out.name + ".json"), {"config": config.to_dict(), "stats": result.stats})
+    sidecar = {"config": config.to_dict(), "stats": result.stats}
+    if user_dict is not None:
+        sidecar["dictionary"] = {"path": str(user_dict.path), "sha256": user_dict.sha256}
+    _write_json(out.with_name(out.name + ".json"), sidecar)
     s = result.stats
     typer.echo(
         f"{out}: {s['sentences']} sentences, {s['tokens']} tokens, {s.get('translated', 0)} translated "
@@ -128,6 +159,7 @@ def induce(
     source_text: Path = typer.Option(..., "--source-text", help="Source text (CoNLL or tokens)."),
     target_text: Path = typer.Option(..., "--target-text", help="Target text (CoNLL or tokens)."),
     out: Path = typer.Option(..., "--out", help="Lexicon TSV: source, target, CSLS score."),
+    dictionary: Path | None = DICTIONARY,
     encoder: str = ENCODER,
     src_emb: Path | None = SRC_EMB,
     tgt_emb: Path | None = TGT_EMB,
@@ -141,8 +173,9 @@ def induce(
     borrowing_ratio: float = BORROWING,
     cache_dir: Path | None = CACHE,
 ) -> None:
-    """Translate every source word to its CSLS nearest target word."""
+    """Translate every source word to its CSLS nearest target word (or its dictionary translation)."""
     from unitrans.data import read_unlabelled
+    from unitrans.translate.dictionary import override_lexicon
     from unitrans.translate.lexicon import induce_lexicon, write_lexicon
     from unitrans.translate.word_translation import build_alignment
 
@@ -159,13 +192,24 @@ def induce(
         criterion=criterion,
         borrowing_ratio=borrowing_ratio,
     )
+    user_dict = _dictionary(dictionary, config)
     alignment, _ = build_alignment(
-        read_unlabelled(source_text), read_unlabelled(target_text), config, cache_dir=cache_dir
+        read_unlabelled(source_text),
+        read_unlabelled(target_text),
+        config,
+        cache_dir=cache_dir,
+        dictionary=user_dict,
     )
     lexicon = induce_lexicon(alignment, k=config.csls_k, progress=True)
+    if user_dict is not None:
+        lexicon = override_lexicon(lexicon, user_dict)
     write_lexicon(out, lexicon)
+    assisted = (
+        f", dictionary-assisted: {len(lexicon.from_dictionary)} from the dictionary" if user_dict else ""
+    )
     typer.echo(
-        f"{out}: {len(lexicon)} source words (layer {alignment.layer}, criterion {alignment.criterion:.4f})"
+        f"{out}: {len(lexicon)} source words (layer {alignment.layer}, criterion {alignment.criterion:.4f}"
+        f"{assisted})"
     )
 
 
@@ -191,7 +235,8 @@ def evaluate(
     borrowing_ratio: float = BORROWING,
     cache_dir: Path | None = CACHE,
 ) -> None:
-    """Precision@1/5/10 (NN and CSLS) against a dictionary, MUSE's protocol. For measurement only."""
+    """Precision@1/5/10 (NN and CSLS) against a dictionary, MUSE's protocol. For measurement only (of the
+    zero-resource map: there is no --dictionary here)."""
     from unitrans.data import read_unlabelled
     from unitrans.translate.lexicon import evaluate_lexicon, read_dictionary
     from unitrans.translate.word_translation import build_alignment
@@ -223,6 +268,24 @@ def evaluate(
     for method in ("nn", "csls"):
         values = getattr(scores, method)
         typer.echo(f"{method:5s} " + "  ".join(f"{k}={v:.3f}" for k, v in values.items()))
+
+
+@lexicon_app.command("from-freedict")
+def from_freedict(
+    package: str = typer.Argument(
+        ..., help="Installed FreeDict package, e.g. eng-spa (dict-freedict-eng-spa)."
+    ),
+    out: Path = typer.Option(..., "--out", help="MUSE dictionary to write (`source target` per line)."),
+    dictd_dir: Path = typer.Option(Path("/usr/share/dictd"), "--dictd-dir", help="Where dictd files live."),
+) -> None:
+    """Convert an installed Debian FreeDict dictionary into MUSE pairs for --dictionary."""
+    from unitrans.translate.freedict import package_files, read_freedict, write_pairs
+
+    pairs = read_freedict(*package_files(package, dictd_dir))
+    if not pairs:
+        raise UnitransError(f"{package}: no single-word entries found")
+    lines = write_pairs(out, pairs)
+    typer.echo(f"{out}: {len(pairs)} source words, {lines} pairs")
 
 
 def register(app: typer.Typer) -> None:

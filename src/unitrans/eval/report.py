@@ -1,6 +1,8 @@
 """Run reports: results.json, results.md (laid out like the paper's Tables 2–3) and an F1 chart.
 
 Our figures are fractions in [0, 1] in JSON and percentages in the Markdown table, beside the paper's.
+A run given a bilingual dictionary is a different setting ("dictionary-assisted"): its report says so in
+its title and first lines and leaves out the paper's zero-resource figures, so it is never read as one.
 """
 
 from __future__ import annotations
@@ -75,26 +77,36 @@ def render_markdown(
     timings: Sequence[Mapping[str, Any]] = (),
     seeds: int = 1,
     entity_shares: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
+    setting: Mapping[str, str] | None = None,
+    agreement: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
     paper_rows: Mapping[str, str | None] | None = None,
     diagnostics: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
 ) -> str:
     """The Markdown report: F1 table (ours beside the paper's), voting coverage, stage timings.
 
+    `setting` (name, dictionary, sha256) marks a dictionary-assisted run: no paper column then.
     `paper_rows` says which paper row a row reproduces (default: the row of the same name; None: none,
-    e.g. a later self-training round); `diagnostics` adds the per-round table (`diagnostics_lines`)."""
+    e.g. a later self-training round); `diagnostics` adds the per-round table (`diagnostics_lines`).
+    """
     targets = list(results)
     variants = list(dict.fromkeys(v for t in targets for v in results[t]))
+    paper = setting is None
     lines = [
-        "# unitrans results",
+        "# unitrans results" + ("" if paper else f" ({setting['name']}, not zero-resource)"),
         "",
         f"Entity micro F1 (conlleval), in %, on each target's test set; encoder: `{encoder}`; "
         f"{seeds} seed(s), mean ± sample std when more than one; precision/recall in parentheses.",
-        f"Paper: {PAPER_SOURCE}; '—' = no paper figure we are sure of.",
+        f"Paper: {PAPER_SOURCE}; '—' = no paper figure we are sure of."
+        if paper
+        else f"Setting: **{setting['name']}**. The bilingual dictionary `{setting['dictionary']}` (SHA-256 "
+        f"`{setting['sha256'][:16]}…`) seeded the word-translation map and gave the translations of the "
+        "words it covers. These are not zero-resource results: compare them with neither the paper's "
+        "figures nor zero-resource runs. No lexicon P@1 is reported for a dictionary-seeded map.",
         "",
     ]
     header = ["Variant"]
     for t in targets:
-        header += [f"{t} (ours)", f"{t} (paper)"]
+        header += [f"{t} (ours)", f"{t} (paper)"] if paper else [t]
     if len(targets) > 1:
         header.append("avg (ours)")
     lines.append("| " + " | ".join(header) + " |")
@@ -105,13 +117,14 @@ def render_markdown(
         for t in targets:
             r = results[t].get(v)
             row.append(_cell(r) if r else "—")
-            row.append(_paper(_paper_name(paper_rows, v), t))
+            if paper:
+                row.append(_paper(_paper_name(paper_rows, v), t))
             if r:
                 f1s.append(r["f1"])
         if len(targets) > 1:
             row.append(_pct(float(np.mean(f1s))) if len(f1s) == len(targets) else "—")
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", *PAPER_NOTES, ""]
+    lines += ["", *(PAPER_NOTES if paper else ()), ""]
     if coverage:
         lines += [
             "## Voting coverage",
@@ -141,6 +154,24 @@ def render_markdown(
             ]
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
         lines.append("")
+    if agreement:
+        lines += [
+            "## Neighbour agreement (denoise)",
+            "",
+            "Share of words whose label has the entity type of the majority of their k nearest words "
+            "(no labels needed): on D_T the soft teacher's argmax, on D_trans the translated label; and "
+            "the share of D_T words keeping a hard label after the neighbour filter. Per seed.",
+            "",
+            "| Target, student | D_T agreement | hard labels kept | D_trans agreement |",
+            "|---|---|---|---|",
+        ]
+        for t, per_seed in agreement.items():
+            cells = [
+                ", ".join(f"{100 * d[k]:.1f}%" if k in d else "—" for d in per_seed)
+                for k in ("dt_agreement", "dt_coverage_kept", "dtrans_agreement")
+            ]
+            lines.append(f"| {t} | " + " | ".join(cells) + " |")
+        lines.append("")
     if diagnostics:
         lines += diagnostics_lines(diagnostics)
     if timings:
@@ -161,11 +192,11 @@ pseudo-label denoising) becomes a column of its own."""
 
 def diagnostics_lines(diagnostics: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> list[str]:
     """Per target, student variant, seed and self-training round: voting coverage and the share of D_T
-    words each teacher tags as entities. Label-free; shown when some variant has several rounds or a
-    round has further signals (the one-round figures are the two sections above)."""
+    words each teacher tags as entities, and any further signal (neighbour agreement with denoising).
+    Label-free; shown when some variant has several rounds (one round's figures are the sections above)."""
     entries = [r for by in diagnostics.values() for seeds in by.values() for s in seeds for r in s["rounds"]]
     extra = list(dict.fromkeys(k for r in entries for k in r if k not in DIAGNOSTIC_KEYS))
-    if not extra and all(r["round"] == 1 for r in entries):
+    if all(r["round"] == 1 for r in entries):
         return []
     header = ["Target", "Variant", "Seed", "Round", "Voting coverage", "Entity words per teacher"]
     header += [k.replace("_", " ") for k in extra]

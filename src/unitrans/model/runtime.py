@@ -87,12 +87,18 @@ def peak_memory_mib() -> float:
 def quiet_transformers():
     """Hide transformers warnings that are expected here and would only alarm users: the "LOAD REPORT"
     for a head that is new by design (classifier MISSING, pooler UNEXPECTED) and "Token indices sequence
-    length is longer than 512" (long sentences are windowed after tokenization). Restores the level."""
+    length is longer than 512" (long sentences are windowed after tokenization), and the "Loading
+    weights" / "Writing model shards" bars that every load and save would print between a run's stage
+    lines. Restores the level and the bars."""
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()

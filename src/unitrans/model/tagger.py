@@ -156,18 +156,36 @@ def load_tagger(
     else:
         assert labels is not None  # check_tagger_folder refused a bare encoder without labels
         model = _loading(source, "encoder", lambda: _new_head(source, family, labels, dropout))
+    if metadata:
+        # Training from a checkpoint (Θteach from Θsrc) uses the requested head dropout; a reload for
+        # prediction gets the one it was trained with. Families whose config has no head-dropout field
+        # (DeBERTa-v2 reads hidden_dropout_prob) would otherwise come back at their default.
+        trained = _trained_dropout(metadata, dropout)
+        _set_head_dropout(model, family, dropout if labels is not None else trained)
     layers = family.layers(model.base_model)
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
         raise UnitransError(f"{source}: the {family.name} encoder has no layers")
     return model, tokenizer
 
 
+def _trained_dropout(metadata: dict[str, Any], default: float) -> float:
+    value = (metadata.get("config") or {}).get("dropout", default)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _set_head_dropout(model: nn.Module, family: Family, p: float) -> None:
+    model.dropout.p = p
+    if family.classifier_dropout:
+        model.config.classifier_dropout = p
+
+
 def _load_checkpoint(source: Path, config: dict[str, Any], family: Family) -> nn.Module:
-    if not _has_transformers_head(config):
-        return EncoderTagger.from_pretrained(source, family.attn_implementation)
-    return AutoModelForTokenClassification.from_pretrained(
-        source, attn_implementation=family.attn_implementation, trust_remote_code=False
-    )
+    with quiet_transformers():
+        if not _has_transformers_head(config):
+            return EncoderTagger.from_pretrained(source, family.attn_implementation)
+        return AutoModelForTokenClassification.from_pretrained(
+            source, attn_implementation=family.attn_implementation, trust_remote_code=False
+        )
 
 
 def _new_head(source: Path, family: Family, labels: Sequence[str], dropout: float) -> nn.Module:
@@ -273,8 +291,9 @@ def save_tagger(
     metadata = {k: v for k, v in metadata.items() if k != COMPACT_KEY}
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".saving-") as tmp:
         if base is None:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            with quiet_transformers():  # no "Writing model shards" bar
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
         else:
             metadata[COMPACT_KEY] = save_compact(model, Path(tmp), base)
         stale = (DELTA_FILE,) if base is None else (*_FULL_WEIGHTS, HEAD_FILE)

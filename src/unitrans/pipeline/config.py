@@ -86,6 +86,33 @@ class PipelineConfig:
             "target when the target text capitalises more words than the source text, else source."
         ),
     )
+    dictionary: Path | None = field(
+        default=None,
+        metadata=_help(
+            "A bilingual dictionary (MUSE format, `source target` per line) that seeds the word-"
+            "translation map and overrides the induced lexicon; results are then 'dictionary-assisted', "
+            "not zero-resource. The translation's cache key records the file's SHA-256, not its path."
+        ),
+    )
+    contextual_translation: bool = field(
+        default=False,
+        metadata=_help(
+            "Each source token picks, among its word's 5 best CSLS candidates, the translation that fits "
+            "its sentence (its contextual vector), not one per word (see translate.contextual)."
+        ),
+    )
+    denoise: str = field(
+        default="none",
+        metadata=_help(
+            "none, or neighbours: pseudo-labels denoised by nearest neighbours after CoLaDa (Ma et al. "
+            "2023): the student's soft labels blended with their k nearest D_T words', votes kept where the "
+            "neighbours agree, D_trans words weighted by their neighbours' agreement (train.denoise)."
+        ),
+    )
+    denoise_k: int = field(default=500, metadata=_help("k neighbours for denoise (CoLaDa's K = 500)."))
+    denoise_beta: float = field(
+        default=0.5, metadata=_help("β, weight of the neighbours' mean in the blended soft labels.")
+    )
     workers: int = field(
         default=0,
         metadata=_help(
@@ -137,6 +164,8 @@ class PipelineConfig:
             object.__setattr__(self, "translate_layers", tuple(int(x) for x in self.translate_layers))
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        if self.dictionary is not None:
+            object.__setattr__(self, "dictionary", Path(self.dictionary))
         for name in ("seeds", "ensemble", "rounds", "epochs", "teach_epochs", "student_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UnitransError(f"expected {name} ≥ 1, found {getattr(self, name)}")
@@ -153,6 +182,12 @@ class PipelineConfig:
         if not 0 <= self.average_last <= 1:
             raise UnitransError(f"expected average_last in [0, 1], found {self.average_last}")
         check_verify_mode(self.verify)
+        if self.denoise not in ("none", "neighbours"):
+            raise UnitransError(f"expected denoise among none, neighbours, found {self.denoise!r}")
+        if self.denoise_k < 1:
+            raise UnitransError(f"expected denoise_k ≥ 1, found {self.denoise_k}")
+        if not 0 <= self.denoise_beta <= 1:
+            raise UnitransError(f"expected denoise_beta in [0, 1], found {self.denoise_beta}")
         if self.workers < 0:
             raise UnitransError(f"expected workers ≥ 0 (0 = auto), found {self.workers}")
         if self.max_length < 8:
@@ -249,13 +284,25 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
                 out[name] = int(raw)
             elif kind == "float":
                 out[name] = float(raw)
+            elif kind == "bool":
+                out[name] = _boolean(raw)
             elif "Path" in kind:
-                out[name] = Path(raw)
+                none = "None" in kind and raw.strip().lower() in ("", "none")
+                out[name] = None if none else Path(raw)
             else:
                 out[name] = raw
         except ValueError:
             raise UnitransError(f"--set {name}: expected a {kind} value, found {raw!r}") from None
     return out
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 def with_overrides(config: PipelineConfig, **changes: Any) -> PipelineConfig:

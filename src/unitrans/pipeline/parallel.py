@@ -107,7 +107,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def _init_worker(threads: int, parent_pid: int, status_dir: str, logs: LogSetup | None) -> None:
     global _status_file
     die_with_parent(parent_pid)
-    if logs is not None:  # stage start lines and warnings, formatted like the main process's
+    if logs is not None:  # info lines and warnings, formatted like the main process's
         logging.basicConfig(level=logs[0], format=logs[1], datefmt=logs[2])
     _status_file = Path(status_dir) / str(os.getpid())
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -182,8 +182,11 @@ def _thread_env(threads: int) -> Iterator[None]:
 class StagePool:
     """Runs the stages of a graph side by side; worker processes start when the first uncached stage does."""
 
-    def __init__(self, ctx: StageContext, workers: int) -> None:
+    def __init__(
+        self, ctx: StageContext, workers: int, on_start: Callable[[str], None] | None = None
+    ) -> None:
         self.ctx, self.workers = ctx, workers
+        self.on_start = on_start  # called with a stage's label when it goes to a worker (its start line)
         self._pool: ProcessPoolExecutor | None = None
         self._status_dir: Path | None = None
 
@@ -268,6 +271,8 @@ class StagePool:
                         args = (self.ctx.config, cache.root, cache.version, cache.verify, self.ctx.progress)
                     label = call_label(call, self.ctx.config)
                     running[pool.submit(_run_in_worker, *args, call, label)] = (task, adopt, label)
+                    if self.on_start is not None:
+                        self.on_start(label)
             if not running:
                 if waiting:
                     raise ValueError("tasks wait on each other in a cycle")

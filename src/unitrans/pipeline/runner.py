@@ -9,19 +9,21 @@ as they are done; the ordered loop then finds all of them in the memo and builds
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from unitrans.atomic import check_writable_dir, write_text_atomic
 from unitrans.eval.report import build_results, render_markdown, write_report
-from unitrans.pipeline import stages
+from unitrans.pipeline import denoising, stages, translation
 from unitrans.pipeline.cache import StageCache, StageRecord
 from unitrans.pipeline.config import PipelineConfig
+from unitrans.pipeline.eta import PlannedStage, RunProgress
 from unitrans.pipeline.export import export_run
 from unitrans.pipeline.parallel import GraphTask, StageCall, StagePool, resolve_workers
 from unitrans.pipeline.stages import Corpus, StageContext
@@ -88,7 +90,17 @@ class _Language:
         return functools.partial(stages.translate, source=self.source, target_text=self.text, lang=self.lang)
 
     def adopt_translation(self, rec: StageRecord) -> None:
+        if self.ctx.plan is not None and not rec.cached:  # planned, not built: word by word, same lengths
+            self._dtrans = Corpus(f"D_trans ({self.lang})", self.source.sentences, rec.key)
+            return
         self._dtrans = stages.dtrans_corpus(rec, self.lang)
+
+    def planning(self, ctx: StageContext, models: dict) -> _Language:
+        """This language on a planning context with empty memos (see `_plan`); the run's memos stay as
+        they were."""
+        twin = copy.copy(self)
+        twin.ctx, twin._models, twin._dtrans, twin._memo = ctx, models, None, {}
+        return twin
 
     def dtrans(self) -> Corpus:
         if self._dtrans is None:
@@ -109,17 +121,76 @@ class _Language:
         if kind == "src":
             return functools.partial(train, kind="src", data=self.source, epochs=epochs)
         if kind == "trans":
-            return functools.partial(train, kind="trans", data=self.dtrans(), epochs=epochs)
+            weights = self.trans_weights(seed)
+            return functools.partial(train, kind="trans", data=self.dtrans(), epochs=epochs, weights=weights)
         if kind == "teach":
             init = self.model("src", seed)
             return functools.partial(
-                train, kind="teach", data=self.dtrans(), epochs=cfg.teach_epochs, init=init
-            )
+                train, kind="teach", data=self.dtrans(), epochs=cfg.teach_epochs, init=init,
+                weights=self.trans_weights(seed),
+            )  # fmt: skip
         if kind == "combo":
             return functools.partial(
                 train, kind="combo", data=self.source, epochs=epochs, extra=[self.dtrans()]
             )
         raise ValueError(f"unknown model kind {kind!r}")
+
+    def trans_weights(self, seed: int) -> StageRecord | None:
+        """`--set denoise=neighbours`: D_trans word weights from Θsrc of this seed (else None)."""
+        if self.ctx.config.denoise == "none":
+            return None
+        src, dtrans = self.model("src", seed), self.dtrans()
+        label = f"{self.lang}: D_trans neighbour weights (seed {seed})"
+        return self._once(
+            ("trans-weights", seed), lambda: denoising.trans_weights(self.ctx, src, dtrans, label=label)
+        )
+
+    def denoised(
+        self, name: str, seed: int, soft: StageRecord | None, hard: StageRecord | None, round_: int = 1
+    ) -> tuple[StageRecord | None, StageRecord | None]:
+        """A student's (soft, hard) targets, denoised by neighbours when `denoise` asks for it."""
+        rec = self.denoise_record(name, seed, soft, hard, round_)
+        if rec is None:
+            return soft, hard
+        return (rec if soft is not None else None), (rec if hard is not None else None)
+
+    def denoise_record(
+        self, name: str, seed: int, soft: StageRecord | None, hard: StageRecord | None, round_: int = 1
+    ) -> StageRecord | None:
+        """The denoise stage of a student's round: the round's soft targets and votes (from round 2 with
+        the previous student in them), neighbours in the soft teacher's space in every round."""
+        v = VARIANTS[name]
+        if self.ctx.config.denoise == "none" or not v.is_student:
+            return None
+        kind = v.soft_teacher or "teach"  # no-soft: the votes are Θteach's argmax where all agree
+        teacher = soft if soft is not None else self.teacher(kind, seed, v.ensemble)
+        model = self.model(kind, self.member_seeds(seed, v.ensemble)[0])
+        if round_ == 1:
+            key: tuple = ("denoise", kind, seed, v.ensemble, hard is not None)
+            label = f"{self.lang}: denoise {kind}{' (ensemble)' if v.ensemble else ''} targets (seed {seed})"
+        else:
+            key = ("denoise", name, seed, round_)
+            label = f"{self.lang}: denoise targets of {name} round {round_} (seed {seed})"
+        return self._once(
+            key, lambda: denoising.targets(self.ctx, model, teacher, hard, self.text, label=label)
+        )
+
+    def denoise_metrics(self, name: str, seed: int, round_: int = 1) -> dict[str, float] | None:
+        """Label-free diagnostics of a denoised student (neighbour agreement on D_T and D_trans)."""
+        v = VARIANTS[name]
+        if self.ctx.config.denoise == "none" or not v.is_student:
+            return None
+        hard = self.votes(name, seed, round_)
+        soft = self.soft_targets(name, seed, round_)
+        rec = self.denoise_record(name, seed, soft, hard, round_)
+        out = {"dt_agreement": float(rec.metrics["agreement"])} if rec is not None else {}
+        if rec is not None and "coverage" in rec.metrics:
+            out["dt_coverage_kept"] = float(rec.metrics["coverage"])
+        weights = self.trans_weights(seed)
+        if weights is not None and any(k in ("trans", "teach") for k in v.models()):
+            out["dtrans_agreement"] = float(weights.metrics["agreement"])
+            out["dtrans_mean_weight"] = float(weights.metrics["mean_weight"])
+        return out
 
     def adopt_model(self, kind: str, seed: int, rec: StageRecord) -> None:
         self._models[self._model_key(kind, seed)] = rec
@@ -209,8 +280,11 @@ class _Language:
             "voting_coverage": None if hard is None else float(hard.metrics["coverage"]),
             "entity_share": self.entity_shares({**t.voters, **t.soft}),
         }
-        # Hook for pseudo-label denoising (issue 15 item 3): its stage's metrics add
-        # entry["neighbour_agreement"] here; the report shows any further float entry as a column.
+        denoised = self.denoise_metrics(name, seed, round_)
+        if denoised and "dt_agreement" in denoised:  # further signals: each a column of the report
+            entry["neighbour_agreement"] = denoised["dt_agreement"]
+            if "dt_coverage_kept" in denoised:
+                entry["hard_labels_kept"] = denoised["dt_coverage_kept"]
         return entry
 
     def student_label(self, name: str, seed: int, round_: int) -> str:
@@ -221,6 +295,7 @@ class _Language:
         """A student's distillation with its teachers' outputs resolved (they run first)."""
         hard = self.votes(name, seed, round_)
         soft = self.soft_targets(name, seed, round_)
+        soft, hard = self.denoised(name, seed, soft, hard, round_)
         label = self.student_label(name, seed, round_)
         call = functools.partial(
             stages.student, target_text=self.text, soft=soft, hard=hard, seed=seed, label=label
@@ -290,6 +365,8 @@ def _graph(languages: dict[str, _Language], config: PipelineConfig) -> list[Grap
         for kind in v.models():
             for s in lg.member_seeds(seed, v.ensemble):
                 models.update({(lg.lang, kind, s)} | ({(lg.lang, "src", s)} if kind == "teach" else set()))
+    if config.denoise != "none":  # Θtrans's D_trans weights come from Θsrc of the same seed
+        models.update((lang, "src", s) for lang, kind, s in list(models) if kind == "trans")
     first = next(iter(languages.values()))
 
     def model(lg: _Language, kind: str, s: int) -> tuple:
@@ -304,7 +381,8 @@ def _graph(languages: dict[str, _Language], config: PipelineConfig) -> list[Grap
         ]
     for lang, kind, s in sorted(models):
         if kind != "src":
-            needs = (("translate", lang),) + ((("src", s),) if kind == "teach" else ())
+            src_first = kind == "teach" or (kind == "trans" and config.denoise != "none")  # D_trans weights
+            needs = (("translate", lang),) + ((("src", s),) if src_first else ())
             make = functools.partial(model, languages[lang], kind, s)
             tasks.append(GraphTask((lang, kind, s), needs, make))
 
@@ -359,6 +437,19 @@ def _graph(languages: dict[str, _Language], config: PipelineConfig) -> list[Grap
     return tasks
 
 
+def _plan(ctx: StageContext, languages: dict[str, _Language]) -> list[PlannedStage]:
+    """Every stage of the run, in the order the ordered loop reaches them (each after what it needs),
+    cached or not: the loop below run on a planning context (`StageContext.plan`), nothing built."""
+    planning = replace(ctx, plan=[], records=[], after_stage=None, eta=None)
+    models: dict = {}
+    for language in languages.values():
+        twin = language.planning(planning, models)
+        for seed in ctx.config.seed_list:
+            for row, name, round_ in report_rows(ctx.config.variants, ctx.config.rounds):
+                twin.variant(row, name, seed, round_)
+    return planning.plan or []
+
+
 def run_pipeline(
     config: PipelineConfig,
     *,
@@ -380,15 +471,19 @@ def run_pipeline(
     shared_models: dict = {}
     for lang in config.targets:  # read every input first: a missing file fails before any training
         languages[lang] = _Language(ctx, source, lang, shared_models)
+    dictionary = translation.user_dictionary(config)  # a malformed dictionary too
     logger.info("models needed: %s", ", ".join(required_models(config.variants)))
     workers = resolve_workers(config.workers)
+    ctx.eta = RunProgress(_plan(ctx, languages), workers)
+    logger.info("%s", ctx.eta.start_line())
     if workers > 1:
-        with StagePool(ctx, workers) as pool:
+        with StagePool(ctx, workers, on_start=ctx.announce) as pool:
             pool.run_graph(_graph(languages, config))
 
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     coverage: dict[str, list[float]] = {}
     teacher_shares: dict[str, list[dict[str, float]]] = {}
+    agreement: dict[str, list[dict[str, float]]] = {}
     diagnostics: dict[str, dict[str, list[dict[str, Any]]]] = {}
     rows = report_rows(config.variants, config.rounds)
     for lang, language in languages.items():
@@ -407,6 +502,10 @@ def run_pipeline(
                         "predictions": str(ev.folder / "predictions.txt"),
                     }
                 )
+                denoised = language.denoise_metrics(name, seed, round_)
+                if denoised is not None:  # absent without denoise: runs.json as before
+                    runs[lang][row][-1]["denoise"] = denoised
+                    agreement.setdefault(f"{lang} {row}", []).append(denoised)
                 if VARIANTS[name].is_student:
                     per_seed = diagnostics.setdefault(lang, {}).setdefault(name, [])
                     if round_ == 1:
@@ -438,6 +537,8 @@ def run_pipeline(
         "entity_shares": teacher_shares,
         "timings": [{"label": r.label, "cached": r.cached, "seconds": r.seconds} for r in ctx.records],
         "seeds": config.seeds,
+        "setting": translation.report_setting(dictionary),
+        **({"agreement": agreement} if agreement else {}),
     }
     paths = write_report(config.out_dir, results, **report_args)
     runs_path = config.out_dir / "runs.json"

@@ -28,6 +28,7 @@ from unitrans.model.predict import load_probs, model_labels, predict_probs, save
 from unitrans.model.viterbi import decode_tags
 from unitrans.pipeline.cache import StageCache, StageRecord, hash_rows
 from unitrans.pipeline.config import PipelineConfig
+from unitrans.pipeline.eta import PlannedStage, RunProgress, duration, planned
 from unitrans.pipeline.parallel import NotCached
 from unitrans.train.distill import (
     NO_HARD_LABEL,
@@ -51,6 +52,9 @@ class Corpus:
     sentences: list[Sentence]
     key: str
 
+    def words(self) -> int:
+        return sum(len(s.words) for s in self.sentences)
+
 
 @dataclass
 class StageContext:
@@ -65,9 +69,15 @@ class StageContext:
     probe: bool = False
     """Only look stages up: return cached records, raise `NotCached` for the rest (see `parallel`)."""
     log_done: bool = True
-    """Log each finished stage; off in worker processes, whose records the main process logs."""
+    """Log each stage's start and end; off in worker processes: the main process logs their stages (the pool
+    announces a stage when it hands it to a worker), so every progress line comes from one process."""
     started: float = field(default_factory=time.monotonic)
     """When the run began (for the elapsed time in each stage's line)."""
+    eta: RunProgress | None = None
+    """The run's plan, for the stages left and the time left in each stage's end line (see `eta`)."""
+    plan: list[PlannedStage] | None = None
+    """Planning (see `runner`): look every stage up and list it here instead of running it; a stage not
+    cached yields a record with its key and no folder, so the stages after it get their keys too."""
 
     def run(
         self,
@@ -79,7 +89,17 @@ class StageContext:
         label: str,
         seed: int | None = None,
         resumable: bool = False,
+        work: float = 1.0,
     ) -> StageRecord:
+        """Look the stage up in the cache, build it if missing, log and record it. `work` (words × passes
+        for sized stages) only sizes the time estimate."""
+        if self.plan is not None:
+            rec = self.cache.lookup(stage, settings, inputs, label=label)
+            if rec is None:
+                key = self.cache.key(stage, settings, inputs)
+                rec = StageRecord(stage, label, key, self.cache.folder(stage, key), False, 0.0)
+            self.plan.append(planned(rec, inputs, work))
+            return rec
         if self.probe:
             found = self.cache.lookup(stage, settings, inputs, label=label)
             if found is None:
@@ -88,7 +108,7 @@ class StageContext:
         runtime = {"threads": torch.get_num_threads()}  # numbers depend on it: kept for the record
 
         def announced(folder: Path) -> Mapping[str, Any] | None:
-            logger.info("%s: started", label)  # only stages that really run: a cached one is not built
+            self.announce(label)  # only stages that really run: a cached one is not built
             return build(folder)
 
         rec = self.cache.run(
@@ -96,30 +116,28 @@ class StageContext:
         )
         return self.adopt(rec)
 
+    def announce(self, label: str) -> None:
+        """A stage starts (here, or in a worker the pool hands it to)."""
+        if self.log_done:
+            logger.info("%s: started", label)
+        if self.eta is not None:
+            self.eta.started(label)
+
     def adopt(self, rec: StageRecord) -> StageRecord:
         """Log and record a stage of this run (also one that a worker process ran)."""
         self.records.append(rec)
+        left = "" if self.eta is None else f"; {self.eta.finished(rec)}"
         if self.log_done and rec.cached:
             logger.info("%s: cached, skipped", rec.label)
         elif self.log_done:
             ran = sum(not r.cached for r in self.records)
             logger.info(
-                "%s: done in %s (%d stage%s run so far, %s into the run)", rec.label, duration(rec.seconds),
-                ran, "" if ran == 1 else "s", duration(time.monotonic() - self.started),
+                "%s: done in %s (%d stage%s run so far, %s into the run%s)", rec.label, duration(rec.seconds),
+                ran, "" if ran == 1 else "s", duration(time.monotonic() - self.started), left,
             )  # fmt: skip
         if self.after_stage is not None:
             self.after_stage(rec)
         return rec
-
-
-def duration(seconds: float) -> str:
-    """12.3s, 4m05s, 1h02m: stage lines stay short and readable at any length."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def _subsample(sentences: list[Sentence], limit: int) -> list[Sentence]:
@@ -183,21 +201,33 @@ def train_model(
     epochs: int,
     init: StageRecord | None = None,
     extra: Sequence[Corpus] = (),
+    weights: StageRecord | None = None,
 ) -> StageRecord:
-    """Train one tagger (Θsrc, Θtrans, Θteach = init Θsrc, data combination = data + extra)."""
+    """Train one tagger (Θsrc, Θtrans, Θteach = init Θsrc, data combination = data + extra); `weights`
+    (a `denoising.trans_weights` record) weigh the words of `data` in the loss, extra words weigh 1."""
     tc = train_config(ctx.config, lr=lr, epochs=epochs, seed=seed)
     inputs = {"data": data.key, **{f"extra{i}": c.key for i, c in enumerate(extra)}}
     if init is not None:
         inputs["init"] = init.key
+    if weights is not None:  # only then: keys without denoising stay as they were
+        inputs["weights"] = weights.key
 
     def build(folder: Path) -> dict[str, Any]:
         sents = list(data.sentences) + [s for c in extra for s in c.sentences]
+        word_weights = None
+        if weights is not None:
+            from unitrans.pipeline.denoising import read_weights
+
+            word_weights = read_weights(weights) + [
+                np.ones(len(s), np.float32) for c in extra for s in c.sentences
+            ]
         out = train_tagger(
             sents,
             folder / "model",
             tc,
             labels=CONLL_LABELS,
             init=None if init is None else init.folder / "model",
+            word_weights=word_weights,
             progress=ctx.progress,
             compact=True,
         )
@@ -205,7 +235,9 @@ def train_model(
         return {"sentences": len(sents), "timings": meta.get("timings", {})}
 
     settings = {"kind": kind, "train": tc.results_key()}
-    return ctx.run("model", settings, inputs, build, label=model_label(kind, seed), seed=seed, resumable=True)
+    work = (data.words() + sum(c.words() for c in extra)) * epochs
+    label = model_label(kind, seed)
+    return ctx.run("model", settings, inputs, build, label=label, seed=seed, resumable=True, work=work)
 
 
 def model_label(kind: str, seed: int) -> str:
@@ -249,7 +281,8 @@ def translate(ctx: StageContext, source: Corpus, target_text: Corpus, lang: str)
         )
 
     inputs = {"source": source.key, "target_text": target_text.key}
-    return ctx.run("translate", settings, inputs, build, label=translate_label(ctx.config, lang))
+    work = source.words() + target_text.words()
+    return ctx.run("translate", settings, inputs, build, label=translate_label(ctx.config, lang), work=work)
 
 
 def dtrans_corpus(rec: StageRecord, lang: str) -> Corpus:
@@ -265,7 +298,8 @@ def probabilities(ctx: StageContext, model: StageRecord, data: Corpus, *, label:
         save_probs(folder / "probs.npz", probs, model_labels(model.folder / "model"))
         return {"sentences": len(probs)}
 
-    return ctx.run("probs", {}, {"model": model.key, "data": data.key}, build, label=label)
+    inputs = {"model": model.key, "data": data.key}
+    return ctx.run("probs", {}, inputs, build, label=label, work=data.words())
 
 
 def read_probs(rec: StageRecord) -> list[np.ndarray]:
@@ -364,7 +398,8 @@ def student(
         inputs["soft"] = soft.key
     if hard is not None:
         inputs["hard"] = hard.key
-    return ctx.run("student", settings, inputs, build, label=label, seed=seed, resumable=True)
+    work = target_text.words() * cfg.student_epochs
+    return ctx.run("student", settings, inputs, build, label=label, seed=seed, resumable=True, work=work)
 
 
 def evaluate(ctx: StageContext, probs: StageRecord, test: Corpus, *, label: str) -> StageRecord:

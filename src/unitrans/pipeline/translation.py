@@ -4,6 +4,9 @@ Kept apart from `stages` so the pipeline depends on the translate package in exa
 embeddings → lexicon → translation chain runs inside `translate_corpus`; its word-type embeddings are
 cached by the translate package under the pipeline cache (`<cache>/embeddings/type-embeddings`), keyed
 by encoder and corpus, so the source side is computed once and shared by every target language.
+
+A user's dictionary (`--dictionary`) enters the stage's key as the SHA-256 of its bytes (never its path:
+a moved file reuses the cache, an edited one does not); without one the key is what it always was.
 """
 
 from __future__ import annotations
@@ -24,14 +27,42 @@ def translate_config(
     from unitrans.translate.word_translation import TranslateConfig, resolve_casing
 
     casing = resolve_casing(config.casing, source, target_text)
-    return TranslateConfig(encoder=config.encoder, layers=config.translate_layers, casing=casing)
+    return TranslateConfig(
+        encoder=config.encoder,
+        layers=config.translate_layers,
+        casing=casing,
+        contextual=config.contextual_translation,
+    )
+
+
+def user_dictionary(config: PipelineConfig) -> Any:
+    """The run's dictionary, parsed (None without one); a malformed file fails here, in a second."""
+    from unitrans.translate.dictionary import read_user_dictionary
+    from unitrans.translate.word_translation import TranslateConfig
+
+    if config.dictionary is None:
+        return None
+    return read_user_dictionary(config.dictionary, lowercase=TranslateConfig().lowercase)
+
+
+def report_setting(dictionary: Any) -> dict[str, str] | None:
+    """How the report names the run's setting: None for zero-resource, else dictionary-assisted."""
+    from unitrans.translate.dictionary import SETTING
+
+    if dictionary is None:
+        return None
+    return {"name": SETTING, "dictionary": str(dictionary.path), "sha256": dictionary.sha256}
 
 
 def settings(
     config: PipelineConfig, source: Sequence[Sentence], target_text: Sequence[Sentence]
 ) -> dict[str, Any]:
     """What decides the translation (for the stage key)."""
-    return {"translate": translate_config(config, source, target_text).to_dict()}
+    out: dict[str, Any] = {"translate": translate_config(config, source, target_text).to_dict()}
+    dictionary = user_dictionary(config)
+    if dictionary is not None:
+        out["dictionary_sha256"] = dictionary.sha256
+    return out
 
 
 def run_translation(
@@ -54,6 +85,7 @@ def run_translation(
         translate_config(config, source, target_text),
         cache_dir=cache_dir,
         progress=progress,
+        dictionary=user_dictionary(config),
     )
     write_conll(out_file, result.sentences)
     write_lexicon(lexicon_file, result.lexicon)

@@ -48,7 +48,14 @@ from unitrans.train.config import TrainConfig
 from unitrans.train.flat_grads import FlatGrads
 from unitrans.train.targets import word_targets
 
-__all__ = ["StepHook", "TrainConfig", "WordLoss", "cross_entropy_loss", "train_tagger"]
+__all__ = [
+    "StepHook",
+    "TrainConfig",
+    "WordLoss",
+    "cross_entropy_loss",
+    "train_tagger",
+    "weighted_cross_entropy",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +70,18 @@ def cross_entropy_loss(logits: torch.Tensor, hard: torch.Tensor, soft: torch.Ten
     return torch.nn.functional.cross_entropy(logits, hard, ignore_index=-100)
 
 
+def weighted_cross_entropy(logits: torch.Tensor, hard: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ w_i·CE_i over the words with a hard label, divided by their number (not by Σ w): all weights 1
+    give exactly `cross_entropy_loss`, and a word with w < 1 (a doubtful translated label, see
+    `unitrans.train.denoise`) pulls less, without the others pulling more."""
+    mask = hard != -100
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    safe = torch.where(mask, hard, torch.zeros_like(hard))
+    nll = torch.nn.functional.cross_entropy(logits, safe, reduction="none")
+    return (nll * weights.to(nll.dtype) * mask.to(nll.dtype)).sum() / mask.sum()
+
+
 def resolve_encoder_name(name: str) -> Path:
     try:
         from unitrans.model.encoders import resolve_encoder
@@ -73,6 +92,20 @@ def resolve_encoder_name(name: str) -> Path:
             f"encoder {name!r}: not a folder, and encoder resolution is unavailable"
         ) from None
     return Path(resolve_encoder(name))
+
+
+def _check_weights(train: Sequence[Sentence], word_weights: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if len(word_weights) != len(train):
+        raise UnitransError(f"word_weights has {len(word_weights)} entries for {len(train)} sentences")
+    out = []
+    for k, (sentence, given) in enumerate(zip(train, word_weights, strict=True)):
+        w = np.asarray(given, dtype=np.float32).reshape(-1)
+        if len(w) != len(sentence) or not (np.isfinite(w).all() and (w >= 0).all()):
+            raise UnitransError(
+                f"word_weights for sentence {k + 1}: expected {len(sentence)} finite weights ≥ 0"
+            )
+        out.append(w)
+    return out
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -116,6 +149,7 @@ def train_tagger(
     hard_labels: Sequence[np.ndarray] | None = None,
     soft_targets: Sequence[np.ndarray] | None = None,
     loss_fn: WordLoss | None = None,
+    word_weights: Sequence[np.ndarray] | None = None,
     progress: bool = True,
     on_step: StepHook | None = None,
     compact: bool = False,
@@ -127,6 +161,9 @@ def train_tagger(
 
     `on_step(done, total, model)` is called after every optimizer step (benchmarks use it to keep weight
     averages of several spans from one run); it is not called for steps skipped on resume.
+
+    `word_weights` (per sentence, one weight ≥ 0 per word) weigh each word's cross-entropy
+    (`weighted_cross_entropy`); they go with the default loss only.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -138,6 +175,9 @@ def train_tagger(
     check_writable_dir(out_dir, "output folder")
     resume.remove_stale_temps(out_dir)  # a killed state save leaves a ~100 MB temp file behind
     hard, soft = word_targets(train, labels, hard_labels, soft_targets)
+    weights = None if word_weights is None else _check_weights(train, word_weights)
+    if weights is not None and loss_fn is not None:
+        raise ValueError("word_weights go with the default cross-entropy loss, not a custom loss_fn")
     loss_fn = loss_fn or cross_entropy_loss
     source = Path(init) if init is not None else resolve_encoder_name(config.encoder)
     encoder_name = read_metadata(source)["encoder"] if is_checkpoint(source) else config.encoder
@@ -146,6 +186,7 @@ def train_tagger(
         + [list(s.words) for s in train]
         + hard
         + (soft or [])
+        + ([["weights"], *weights] if weights is not None else [])
     )
     if is_checkpoint(out_dir) and read_metadata(out_dir).get("fingerprint") == key:
         logger.info("%s already holds this exact training run; not retraining", out_dir)
@@ -163,6 +204,9 @@ def train_tagger(
     windows = make_windows(tokenizer, train, config.max_length)
     hard_w = [torch.from_numpy(hard[w.sentence][w.word_ids]) for w in windows]
     soft_w = None if soft is None else [torch.from_numpy(soft[w.sentence][w.word_ids]) for w in windows]
+    weight_w = (
+        None if weights is None else [torch.from_numpy(weights[w.sentence][w.word_ids]) for w in windows]
+    )
     cacheable = config.cache_frozen and not config.frozen_dropout
     cache = _cache_frozen(model, windows, k, pad_id, device, bf16, progress) if cacheable else None
     prep_seconds = time.perf_counter() - t0
@@ -214,7 +258,11 @@ def train_tagger(
                     else:
                         hidden = frozen_states(model, ids.to(device), mask, k, dropout=config.frozen_dropout)
                     logits = word_logits(model, hidden, mask, k, where)
-                loss = loss_fn(logits.float(), target, soft_t)
+                if weight_w is None:
+                    loss = loss_fn(logits.float(), target, soft_t)
+                else:
+                    w_t = torch.cat([weight_w[j] for j in batch]).to(device)
+                    loss = weighted_cross_entropy(logits.float(), target, w_t)
                 if config.loss_weighting == "word":
                     loss = loss * (logits.shape[0] / mean_words)
                 loss.backward()

@@ -13,13 +13,15 @@ Target words that are far more frequent, relatively, in the source text than in 
 (`borrowing_ratio`, default 10x: "the", "of", "world" in English titles quoted in Spanish news) are
 source-language borrowings, not translations: they are left out of the target vocabulary, and so of the
 identical-string seed, because encoder-derived vectors put a string close to itself in any language.
-No label or bilingual dictionary is ever consulted.
+No label or bilingual dictionary is consulted, unless the user gives one (`--dictionary`): its pairs
+whose both words are in the vocabularies join the identical strings in the first solve only (MUSE's
+`--dico_train` with refinement), and the map is then "dictionary-assisted" (see `translate.dictionary`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,6 +83,8 @@ class Alignment:
     history: tuple[tuple[int, float, float], ...]  # (pairs solved on, mean cosine, mutual rate) per solve
     layer: int | None = None
     dropped_borrowings: int = 0
+    dictionary_pairs: int = 0
+    """Seed pairs that came from a user's dictionary (beyond the identical strings); 0: zero-resource."""
 
     def mapped_source(self) -> np.ndarray:
         return self.src.vectors @ self.W.T
@@ -91,6 +95,13 @@ def identical_seed(src: WordEmbeddings, tgt: WordEmbeddings) -> np.ndarray:
     tgt_index = tgt.index()
     pairs = [(i, tgt_index[w]) for i, w in enumerate(src.words) if w in tgt_index]
     return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def word_pair_seed(pairs: Sequence[tuple[str, str]], src: WordEmbeddings, tgt: WordEmbeddings) -> np.ndarray:
+    """Pairs (i, j) of given (source, target) words present in both vocabularies, in the given order."""
+    src_index, tgt_index = src.index(), tgt.index()
+    rows = [(src_index[s], tgt_index[t]) for s, t in pairs if s in src_index and t in tgt_index]
+    return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
 
 def procrustes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -117,9 +128,15 @@ def mean_cosine_criterion(
 
 
 def align(
-    src: WordEmbeddings, tgt: WordEmbeddings, config: AlignConfig, *, layer: int | None = None
+    src: WordEmbeddings,
+    tgt: WordEmbeddings,
+    config: AlignConfig,
+    *,
+    layer: int | None = None,
+    seed_words: Sequence[tuple[str, str]] = (),
 ) -> Alignment:
-    """Seed, solve, refine; keep the map with the best criterion."""
+    """Seed, solve, refine; keep the map with the best criterion. `seed_words` (a user's dictionary)
+    join the identical strings in the first solve."""
     if src.dim != tgt.dim:
         raise UnitransError(f"source vectors have {src.dim} dimensions, target vectors {tgt.dim}")
     n_target = len(tgt)
@@ -128,9 +145,15 @@ def align(
     src_n, tgt_n = src.normalized(config.normalize), tgt.normalized(config.normalize)
     x, y = src_n.vectors, tgt_n.vectors
     pairs = identical_seed(src_n, tgt_n)
+    extra = word_pair_seed(seed_words, src_n, tgt_n) if seed_words else np.zeros((0, 2), np.int64)
+    if len(extra):
+        known = {tuple(p) for p in pairs.tolist()}
+        extra = np.array([p for p in extra.tolist() if tuple(p) not in known], np.int64).reshape(-1, 2)
+        pairs = np.concatenate([pairs, extra])
     if len(pairs) < 2:
+        what = "seed pairs (identical words and dictionary pairs)" if seed_words else "identical words"
         raise UnitransError(
-            f"only {len(pairs)} identical words in both vocabularies: too few to seed the map "
+            f"only {len(pairs)} {what} in both vocabularies: too few to seed the map "
             "(are the two files in the same script and tokenized alike?)"
         )
     k, max_rank = config.csls_k, config.dico_max_rank
@@ -161,7 +184,7 @@ def align(
             break
     assert best is not None
     return Alignment(
-        best[1], src_n, tgt_n, history[0][0], best[0], tuple(history), layer, n_target - len(tgt)
+        best[1], src_n, tgt_n, history[0][0], best[0], tuple(history), layer, n_target - len(tgt), len(extra)
     )
 
 
@@ -186,11 +209,16 @@ def _mutual(s2t: np.ndarray, t2s: np.ndarray, max_rank: int) -> np.ndarray:
 
 
 def select_and_align(
-    src_layers: Mapping[int, WordEmbeddings], tgt_layers: Mapping[int, WordEmbeddings], config: AlignConfig
+    src_layers: Mapping[int, WordEmbeddings],
+    tgt_layers: Mapping[int, WordEmbeddings],
+    config: AlignConfig,
+    *,
+    seed_words: Sequence[tuple[str, str]] = (),
 ) -> tuple[Alignment, dict[int, float]]:
     """Align every candidate layer and keep the one with the best unsupervised criterion."""
     results = {
-        layer: align(src_layers[layer], tgt_layers[layer], config, layer=layer) for layer in src_layers
+        layer: align(src_layers[layer], tgt_layers[layer], config, layer=layer, seed_words=seed_words)
+        for layer in src_layers
     }
     scores = {layer: a.criterion for layer, a in results.items()}
     chosen = max(scores, key=lambda layer: scores[layer])

@@ -31,7 +31,7 @@ import logging
 import os
 import zipfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -209,6 +209,52 @@ def encode_words(
     return encoded
 
 
+def _load_model(folder: Path):
+    from transformers import AutoModel
+
+    from unitrans.model.encoders import check_model_folder
+    from unitrans.model.runtime import quiet_transformers
+
+    check_model_folder(folder)
+    with quiet_transformers():  # a checkpoint's classifier head is reported UNEXPECTED here
+        return AutoModel.from_pretrained(folder, trust_remote_code=False).eval()
+
+
+def _forward_batches(
+    model, tokenizer, encoded: Sequence[tuple[list[int], list[list[int]]]], config: TypeVectorConfig, top: int
+) -> Iterator[tuple[list[int], tuple[torch.Tensor, ...]]]:
+    """(indices into `encoded`, hidden states) per batch of at most `batch_tokens` padded subwords,
+    shortest sequences first; raises if the model returns no hidden state `top`."""
+    from unitrans.model.runtime import autocast, use_bf16
+
+    device = torch.device("cpu")
+    bf16 = use_bf16(device, config.bf16)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    batches: list[list[int]] = [[]]
+    for i in order:
+        longest = len(encoded[i][0])
+        if batches[-1] and longest * (len(batches[-1]) + 1) > config.batch_tokens:
+            batches.append([])
+        batches[-1].append(i)
+    with torch.no_grad():
+        for batch in batches:
+            if not batch:
+                continue
+            width = max(len(encoded[i][0]) for i in batch)
+            ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0)
+            mask = torch.zeros(len(batch), width, dtype=torch.long)
+            for row, i in enumerate(batch):
+                seq = encoded[i][0]
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+            with autocast(device, bf16):
+                out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            hidden = out.hidden_states
+            if hidden is None or len(hidden) <= top:
+                raise UnitransError(f"{config.encoder}: the encoder does not return hidden states 0..{top}")
+            yield batch, hidden
+
+
 def _extract(
     folder: Path,
     tokenizer,
@@ -217,63 +263,36 @@ def _extract(
     layers: Sequence[int],
     progress: bool,
 ) -> dict[int, WordEmbeddings]:
-    from transformers import AutoModel
-
-    from unitrans.model.encoders import check_model_folder
-    from unitrans.model.runtime import autocast, quiet_transformers, use_bf16
-
     vocab, counts = frequency_vocab(sentences, config.lowercase, config.max_vocab)
     index = {w: i for i, w in enumerate(vocab)}
     plan = _wanted_positions(sentences, index, config)
-    check_model_folder(folder)
-    with quiet_transformers():  # a checkpoint's classifier head is reported UNEXPECTED here
-        model = AutoModel.from_pretrained(folder, trust_remote_code=False).eval()
-    device = torch.device("cpu")
-    bf16 = use_bf16(device, config.bf16)
+    model = _load_model(folder)
     encoded = encode_words(tokenizer, [sentences[si] for si, _ in plan], config.max_length)
-    order = sorted(range(len(plan)), key=lambda i: len(encoded[i][0]))
     dim = int(model.config.hidden_size)
     sums = torch.zeros(len(layers), len(vocab), dim)
     seen = torch.zeros(len(vocab))
-    batches: list[list[int]] = [[]]
-    for i in order:
-        longest = len(encoded[i][0])
-        if batches[-1] and longest * (len(batches[-1]) + 1) > config.batch_tokens:
-            batches.append([])
-        batches[-1].append(i)
     bar = tqdm(total=sum(len(w) for _, w in plan), desc="type vectors", unit="word", disable=not progress)
-    with torch.no_grad():
-        for batch in batches:
-            width = max(len(encoded[i][0]) for i in batch)
-            ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0)
-            mask = torch.zeros(len(batch), width, dtype=torch.long)
-            tok_rows, tok_cols, tok_type, tok_weight = [], [], [], []
-            for row, i in enumerate(batch):
-                seq, columns = encoded[i]
-                ids[row, : len(seq)] = torch.tensor(seq)
-                mask[row, : len(seq)] = 1
-                for wi, tid in plan[i][1]:
-                    cols = columns[wi]
-                    if not cols:  # cut by max_length or no subwords: not collected
-                        continue
-                    seen[tid] += 1
-                    for col in cols:
-                        tok_rows.append(row)
-                        tok_cols.append(col)
-                        tok_type.append(tid)
-                        tok_weight.append(1.0 / len(cols))
-            with autocast(device, bf16):
-                out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-            hidden = out.hidden_states
-            if hidden is None or len(hidden) <= max(layers):
-                raise UnitransError(f"{folder}: the encoder does not return hidden states 0..{max(layers)}")
-            rows, cols = torch.tensor(tok_rows, dtype=torch.long), torch.tensor(tok_cols, dtype=torch.long)
-            types = torch.tensor(tok_type, dtype=torch.long)
-            weight = torch.tensor(tok_weight).unsqueeze(1)
-            for li, layer in enumerate(layers):
-                vecs = hidden[layer][rows, cols].float() * weight
-                sums[li].index_add_(0, types, vecs)
-            bar.update(sum(len(plan[i][1]) for i in batch))
+    for batch, hidden in _forward_batches(model, tokenizer, encoded, config, max(layers)):
+        tok_rows, tok_cols, tok_type, tok_weight = [], [], [], []
+        for row, i in enumerate(batch):
+            columns = encoded[i][1]
+            for wi, tid in plan[i][1]:
+                cols = columns[wi]
+                if not cols:  # cut by max_length or no subwords: not collected
+                    continue
+                seen[tid] += 1
+                for col in cols:
+                    tok_rows.append(row)
+                    tok_cols.append(col)
+                    tok_type.append(tid)
+                    tok_weight.append(1.0 / len(cols))
+        rows, cols = torch.tensor(tok_rows, dtype=torch.long), torch.tensor(tok_cols, dtype=torch.long)
+        types = torch.tensor(tok_type, dtype=torch.long)
+        weight = torch.tensor(tok_weight).unsqueeze(1)
+        for li, layer in enumerate(layers):
+            vecs = hidden[layer][rows, cols].float() * weight
+            sums[li].index_add_(0, types, vecs)
+        bar.update(sum(len(plan[i][1]) for i in batch))
     bar.close()
     keep = torch.nonzero(seen > 0).flatten()
     if len(keep) < len(vocab):
@@ -284,3 +303,31 @@ def _extract(
     freq = np.array([counts[w] for w in words], dtype=np.int64)
     means = sums[:, keep] / seen[keep].unsqueeze(1)
     return {layer: WordEmbeddings(words, means[li].numpy(), freq) for li, layer in enumerate(layers)}
+
+
+def token_vectors(
+    sentences: Sequence[Sentence], config: TypeVectorConfig, layer: int, *, progress: bool = True
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every word's own contextual vector at `layer` (the mean of its subwords, as for type vectors), per
+    batch: (sentence indices, word indices, vectors). Words cut by `max_length` or without subwords have
+    none. Not cached: only the contextual choice (`translate.contextual`) needs them, once per run."""
+    from unitrans.model.encoders import resolve_encoder
+
+    folder = resolve_encoder(config.encoder)
+    tokenizer = _load_tokenizer(folder)
+    model = _load_model(folder)
+    encoded = encode_words(tokenizer, sentences, config.max_length)
+    bar = tqdm(total=sum(len(s) for s in sentences), desc="token vectors", unit="word", disable=not progress)
+    for batch, hidden in _forward_batches(model, tokenizer, encoded, config, layer):
+        states = hidden[layer].float()
+        sent_ids, word_ids, vectors = [], [], []
+        for row, i in enumerate(batch):
+            for wi, cols in enumerate(encoded[i][1]):
+                if cols:
+                    sent_ids.append(i)
+                    word_ids.append(wi)
+                    vectors.append(states[row, cols].mean(dim=0))
+        bar.update(sum(len(sentences[i]) for i in batch))
+        if vectors:
+            yield np.array(sent_ids), np.array(word_ids), torch.stack(vectors).numpy()
+    bar.close()

@@ -28,7 +28,9 @@ class Lexicon:
 
     source: tuple[str, ...]
     target: tuple[str, ...]
-    score: np.ndarray  # (n,) float32
+    score: np.ndarray  # (n,) float32; NaN where the target comes from the user's dictionary
+    from_dictionary: frozenset[str] = frozenset()
+    """Source words whose target a user's dictionary gave (`translate.dictionary.override_lexicon`)."""
 
     def __len__(self) -> int:
         return len(self.source)
@@ -45,12 +47,19 @@ def induce_lexicon(alignment: Alignment, *, k: int = 10, progress: bool = False)
 
 
 def write_lexicon(path: str | Path, lexicon: Lexicon) -> None:
-    """TSV `source<TAB>target<TAB>csls` with a header line, atomically."""
+    """TSV `source<TAB>target<TAB>csls` with a header line, atomically; with a user's dictionary a fourth
+    column `origin` says which entries it gave (`dictionary`, CSLS empty) and which were `induced`."""
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, escapechar="\\")
-    writer.writerow(["source", "target", "csls"])
+    marked = bool(lexicon.from_dictionary)
+    writer.writerow(["source", "target", "csls", *(["origin"] if marked else [])])
     for s, t, c in zip(lexicon.source, lexicon.target, lexicon.score, strict=True):
-        writer.writerow([s, t, f"{c:.4f}"])
+        if not marked:
+            writer.writerow([s, t, f"{c:.4f}"])
+        elif s in lexicon.from_dictionary:
+            writer.writerow([s, t, "", "dictionary"])
+        else:
+            writer.writerow([s, t, f"{c:.4f}", "induced"])
     write_text_atomic(path, buf.getvalue())
 
 
@@ -95,8 +104,13 @@ def evaluate_lexicon(
 ) -> LexiconScores:
     """Precision@k by NN and CSLS on the gold pairs whose both words are in the vocabularies.
 
-    `max_source_rank` keeps only source words among the N most frequent (vocabulary order).
+    `max_source_rank` keeps only source words among the N most frequent (vocabulary order). A map seeded
+    by a user's dictionary is refused: its P@k would measure the dictionary, not the induction.
     """
+    if alignment.dictionary_pairs:
+        raise UnitransError(
+            "no P@k for a dictionary-assisted map: a user's dictionary seeded it (evaluate without one)"
+        )
     src_index, tgt_index = alignment.src.index(), alignment.tgt.index()
     rank_limit = max_source_rank or len(src_index)
     rows, wanted = [], []

@@ -5,6 +5,11 @@ IOB2 structure are unchanged. Tokens are copied instead of translated when they 
 punctuation, outside the embedding vocabulary, (optionally) person names as in the authors' code, or
 (optionally) when the CSLS score is below a threshold. Nothing is sampled: the result is a deterministic
 function of the inputs and the config.
+
+Two options beyond the paper: a user's bilingual dictionary (`translate.dictionary`: it seeds the map and
+its words' translations override the induced ones; the result is "dictionary-assisted", not zero-resource)
+and the contextual choice (`contextual`, off by default: each token picks among its word's best CSLS
+candidates the one that fits its sentence; see `translate.contextual`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from unitrans.data import Sentence
 from unitrans.errors import UnitransError
 from unitrans.train.config import check_finite
 from unitrans.translate.alignment import AlignConfig, Alignment, select_and_align
-from unitrans.translate.embeddings import DEFAULT_MAX_VOCAB, load_vec
+from unitrans.translate.dictionary import SETTING, UserDictionary, override_lexicon
+from unitrans.translate.embeddings import DEFAULT_MAX_VOCAB, WordEmbeddings, load_vec
 from unitrans.translate.encoder_vectors import TypeVectorConfig, type_vectors
 from unitrans.translate.lexicon import Lexicon, induce_lexicon
 
@@ -67,6 +73,14 @@ class TranslateConfig:
             "target when the target text capitalises more words than the source text, else source."
         ),
     )
+    contextual: bool = field(
+        default=False,
+        metadata=_help(
+            "Contextual choice: each token takes, among its word's contextual_k best CSLS candidates, the "
+            "one closest (by CSLS) to its own contextual vector mapped by the map (encoder vectors only)."
+        ),
+    )
+    contextual_k: int = field(default=5, metadata=_help("Candidates per word for the contextual choice."))
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -74,6 +88,12 @@ class TranslateConfig:
             raise UnitransError(f"casing must be one of {CASINGS}, got {self.casing!r}")
         if (self.src_emb is None) != (self.tgt_emb is None):
             raise UnitransError("give both --src-emb and --tgt-emb, or neither (encoder-derived vectors)")
+        if self.contextual and self.src_emb is not None:
+            raise UnitransError(
+                "the contextual choice needs encoder-derived vectors, not --src-emb/--tgt-emb"
+            )
+        if self.contextual_k < 1:
+            raise UnitransError(f"contextual_k must be >= 1, got {self.contextual_k}")
         self.align_config()  # validates the map settings
         self.vector_config()
 
@@ -97,7 +117,12 @@ class TranslateConfig:
         )
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """The settings (a stage's cache key). The contextual settings appear only when the choice is on,
+        so the keys of runs without it are those of the versions before it (their caches stay valid)."""
+        data = asdict(self)
+        if not self.contextual:
+            del data["contextual"], data["contextual_k"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -107,15 +132,15 @@ class TranslationResult:
     stats: dict[str, object]
 
 
-def build_alignment(
+def word_vectors(
     source: Sequence[Sentence],
     target_text: Sequence[Sentence],
     config: TranslateConfig,
     *,
     cache_dir: Path | None = None,
     progress: bool = True,
-) -> tuple[Alignment, dict[int, float]]:
-    """Embeddings for both sides (files or encoder) and the best unsupervised map between them."""
+) -> tuple[dict[int, WordEmbeddings], dict[int, WordEmbeddings]]:
+    """Per candidate layer (-1 for .vec files), the source and target word vectors."""
     if config.src_emb is not None and config.tgt_emb is not None:
         src = {-1: load_vec(config.src_emb, max_vocab=config.max_vocab)}
         tgt = {-1: load_vec(config.tgt_emb, max_vocab=config.max_vocab)}
@@ -125,7 +150,23 @@ def build_alignment(
         vc = config.vector_config()
         src = type_vectors(source, vc, cache_dir=cache_dir, progress=progress)
         tgt = type_vectors(target_text, vc, cache_dir=cache_dir, progress=progress)
-    return select_and_align(src, tgt, config.align_config())
+    return src, tgt
+
+
+def build_alignment(
+    source: Sequence[Sentence],
+    target_text: Sequence[Sentence],
+    config: TranslateConfig,
+    *,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+    dictionary: UserDictionary | None = None,
+) -> tuple[Alignment, dict[int, float]]:
+    """Embeddings for both sides (files or encoder) and the best map between them (unsupervised, or
+    also seeded by a user's dictionary, read with the config's `lowercase`)."""
+    src, tgt = word_vectors(source, target_text, config, cache_dir=cache_dir, progress=progress)
+    seed = dictionary.pairs if dictionary is not None else ()
+    return select_and_align(src, tgt, config.align_config(), seed_words=seed)
 
 
 def casing_pattern(word: str) -> str:
@@ -192,17 +233,26 @@ def is_punctuation(word: str) -> bool:
 
 
 def translate_sentences(
-    source: Sequence[Sentence], lexicon: Lexicon, config: TranslateConfig, usual: dict[str, str]
+    source: Sequence[Sentence],
+    lexicon: Lexicon,
+    config: TranslateConfig,
+    usual: dict[str, str],
+    choices: Sequence[Sequence[str | None]] | None = None,
 ) -> tuple[list[Sentence], Counter]:
-    """Replace each token by its translation (or copy it, by policy); tags and lengths are kept."""
+    """Replace each token by its translation (or copy it, by policy); tags and lengths are kept.
+
+    `choices` (per sentence and token, from the contextual choice) replace the lexicon's translation of
+    a token, except for words a user's dictionary translates: the user's word is taken as given.
+    """
     table = lexicon.as_dict()
     stats: Counter = Counter()
     out: list[Sentence] = []
-    for sent in source:
+    for si, sent in enumerate(source):
         tags = sent.tags or ("O",) * len(sent.words)
         words = []
-        for word, tag in zip(sent.words, tags, strict=True):
-            entry = table.get(word) or table.get(word.lower())
+        for wi, (word, tag) in enumerate(zip(sent.words, tags, strict=True)):
+            key = word if word in table else word.lower()
+            entry = table.get(key)
             if config.copy_numbers and NUMBER.match(word):
                 reason = "copied_number"
             elif config.copy_punctuation and is_punctuation(word):
@@ -211,7 +261,7 @@ def translate_sentences(
                 reason = "copied_person"
             elif entry is None:
                 reason = "copied_oov"
-            elif config.min_csls is not None and entry[1] < config.min_csls:
+            elif config.min_csls is not None and entry[1] < config.min_csls:  # NaN (dictionary): never
                 reason = "copied_low_score"
             else:
                 reason = "translated"
@@ -219,7 +269,13 @@ def translate_sentences(
             if reason != "translated":
                 words.append(word)
                 continue
-            translated = apply_casing(word, entry[0], usual.get(entry[0]), config.casing)
+            target = entry[0]
+            if key in lexicon.from_dictionary:
+                stats["translated_by_dictionary"] += 1
+            elif choices is not None and choices[si][wi] is not None:
+                stats["contextual_changed"] += choices[si][wi] != target
+                target = choices[si][wi]
+            translated = apply_casing(word, target, usual.get(target), config.casing)
             stats["translated_identical"] += translated == word
             words.append(translated)
         out.append(Sentence(tuple(words), sent.tags, sent.line))
@@ -233,15 +289,37 @@ def translate_corpus(
     *,
     cache_dir: Path | None = None,
     progress: bool = True,
+    dictionary: UserDictionary | None = None,
 ) -> TranslationResult:
-    """D_trans: the labelled `source` translated word by word into the language of `target_text`."""
+    """D_trans: the labelled `source` translated word by word into the language of `target_text`.
+
+    A user's `dictionary` (read with the config's `lowercase`) seeds the map and overrides the lexicon.
+    """
     casing = resolve_casing(config.casing, source, target_text)
     if casing != config.casing:
         config = replace(config, casing=casing)
-    alignment, criteria = build_alignment(source, target_text, config, cache_dir=cache_dir, progress=progress)
+    src_layers, tgt_layers = word_vectors(source, target_text, config, cache_dir=cache_dir, progress=progress)
+    seed = dictionary.pairs if dictionary is not None else ()
+    alignment, criteria = select_and_align(src_layers, tgt_layers, config.align_config(), seed_words=seed)
     lexicon = induce_lexicon(alignment, k=config.csls_k, progress=progress)
+    if dictionary is not None:
+        lexicon = override_lexicon(lexicon, dictionary)
+    choices = None
+    if config.contextual:
+        from unitrans.translate.contextual import contextual_choices
+
+        choices = contextual_choices(
+            source,
+            alignment,
+            src_layers[alignment.layer],
+            config.vector_config(),
+            normalize=config.normalize,
+            k=config.contextual_k,
+            csls_k=config.csls_k,
+            progress=progress,
+        )
     usual = usual_forms(target_text, config.lowercase) if config.casing == "target" else {}
-    sentences, counts = translate_sentences(source, lexicon, config, usual)
+    sentences, counts = translate_sentences(source, lexicon, config, usual, choices)
     tokens = sum(len(s) for s in source)
     stats: dict[str, object] = {
         "sentences": len(sentences),
@@ -259,5 +337,15 @@ def translate_corpus(
         "capitalised_source": round(capitalised_share(source), 4),
         "capitalised_target": round(capitalised_share(target_text), 4),
     }
+    if dictionary is not None:
+        stats.update(
+            setting=SETTING,
+            dictionary_sha256=dictionary.sha256,
+            dictionary_pairs=len(dictionary.pairs),
+            dictionary_seed_pairs=alignment.dictionary_pairs,
+            dictionary_entries=len(lexicon.from_dictionary),
+        )
+    if config.contextual:
+        stats["contextual_k"] = config.contextual_k
     logger.info("translated %d of %d tokens (%s)", counts["translated"], tokens, dict(counts))
     return TranslationResult(sentences, lexicon, stats)

@@ -1,0 +1,133 @@
+"""The whole-run estimate on hand-made stage timings: rates per kind, the critical path against the work
+per worker, running stages, and no estimate without a basis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unitrans.pipeline.cache import StageRecord
+from unitrans.pipeline.eta import REFERENCE_RATES, PlannedStage, RunProgress, rates, rough, time_left
+
+
+def stage(key: str, work: float, needs: tuple[str, ...] = (), kind: str = "k", **kw) -> PlannedStage:
+    return PlannedStage(
+        key, f"stage {key}", kind, work, needs, kw.get("cached", False), kw.get("seconds", 0.0)
+    )
+
+
+def record(key: str, seconds: float, kind: str, cached: bool = False) -> StageRecord:
+    return StageRecord(kind, f"stage {key}", key, Path("/nowhere"), cached, seconds)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_measured_kind_uses_its_own_rate_and_the_others_the_reference_scaled():
+    got = rates([("model", 50_000, 100.0)])
+    assert got is not None
+    assert got["model"] == pytest.approx(100 / 50_000)
+    scale = 100 / (1.84e-3 * 50_000)  # this machine against the reference
+    assert got["probs"] == pytest.approx(0.44e-3 * scale)
+    assert got["votes"] == pytest.approx(0.05 * scale)
+    mixed = rates([("model", 50_000, 100.0), ("model", 50_000, 80.0), ("probs", 10_000, 6.0)])
+    assert mixed is not None
+    assert mixed["model"] == pytest.approx(180 / 100_000)
+    assert mixed["probs"] == pytest.approx(6 / 10_000)
+    assert mixed["student"] == pytest.approx(1.47e-3 * 186 / (1.84e-3 * 100_000 + 0.44e-3 * 10_000))
+    assert set(REFERENCE_RATES) <= set(mixed)
+
+
+def test_no_measurement_is_no_basis():
+    assert rates([]) is None
+    assert rates([("model", 1000, 0.0)]) is None  # a stage without a recorded time says nothing
+
+
+def test_time_left_is_the_critical_path_or_the_work_per_worker_whichever_is_larger():
+    rate = {"k": 1.0}  # work in seconds
+    plan = [stage("a", 100), stage("b", 50, ("a",)), stage("c", 30)]
+    assert time_left(plan, (), {}, rate, 1) == pytest.approx(180)  # all in turn
+    assert time_left(plan, (), {}, rate, 2) == pytest.approx(150)  # a then b; c beside them
+    assert time_left(plan, (), {}, rate, 3) == pytest.approx(150)
+    wide = [stage(str(i), 50) for i in range(4)]
+    assert time_left(wide, (), {}, rate, 2) == pytest.approx(100)  # two at a time, path only 50
+    assert time_left(plan, ("a",), {}, rate, 2) == pytest.approx(50)  # max(b, (b + c) / 2)
+    assert time_left(plan, (), {"a": 40.0}, rate, 2) == pytest.approx(110)  # a is 40 s in: 60 + 50
+    assert time_left(plan, (), {"a": 130.0}, rate, 2) == pytest.approx(50)  # over its estimate: 0 left
+    cached = [stage("a", 100, cached=True), stage("b", 50, ("a",)), stage("c", 30)]
+    assert time_left(cached, (), {}, rate, 1) == pytest.approx(80)
+
+
+def test_a_run_in_turn_gets_an_estimate_after_its_first_stage():
+    clock = Clock()
+    plan = [
+        stage("t", 10_000, kind="translate"),
+        stage("m", 20_000, ("t",), kind="model"),
+        stage("p", 5_000, ("m",), kind="probs"),
+    ]
+    progress = RunProgress(plan, 1, clock)
+    assert progress.start_line() == "run: 3 stages, 0 cached, 3 to run (1 worker); ETA after the first stage"
+    assert progress.seconds_left() is None
+    progress.started("stage t")
+    clock.now = 30.0
+    line = progress.finished(record("t", 30.0, "translate"))
+    scale = 30 / (0.8e-3 * 10_000)  # 3.75
+    left = 20_000 * 1.84e-3 * scale + 5_000 * 0.44e-3 * scale  # 138 + 8.25
+    assert progress.seconds_left() == pytest.approx(left)
+    assert line == "2 left, ETA about 2 min"
+
+
+def test_two_workers_count_the_critical_path_and_what_runs_already():
+    clock = Clock()
+    plan = [
+        stage("s", 30_000, kind="model"),
+        stage("t", 10_000, kind="translate"),
+        stage("r", 20_000, ("t",), kind="model"),
+        stage("p", 5_000, ("s", "r"), kind="probs"),
+    ]
+    progress = RunProgress(plan, 2, clock)
+    progress.started("stage s")
+    progress.started("stage t")
+    clock.now = 30.0
+    progress.finished(record("t", 30.0, "translate"))
+    scale = 30 / (0.8e-3 * 10_000)
+    s_left = 30_000 * 1.84e-3 * scale - 30  # s has run 30 s of its estimate
+    r, p = 20_000 * 1.84e-3 * scale, 5_000 * 0.44e-3 * scale
+    assert progress.seconds_left() == pytest.approx(max(s_left + p, (s_left + r + p) / 2))  # path via s
+    progress.started("stage r")
+    clock.now = 90.0
+    line = progress.finished(record("s", 90.0, "model"))
+    # model measured now: 90 s / 30,000 words, so r (60 s of work) has run its 60 s; p is left
+    p = 5_000 * 0.44e-3 * (30 + 90) / (0.8e-3 * 10_000 + 1.84e-3 * 30_000)
+    assert progress.seconds_left() == pytest.approx(p)
+    assert line == "2 left, ETA under a minute"
+    assert progress.finished(record("r", 70.0, "model")) == "1 left, ETA under a minute"
+    assert progress.finished(record("p", 3.0, "probs")) == "none left"
+
+
+def test_times_recorded_by_an_earlier_run_are_a_basis_from_the_start():
+    plan = [
+        stage("t", 10_000, kind="translate", cached=True, seconds=20.0),
+        stage("m", 20_000, ("t",), kind="model"),
+    ]
+    progress = RunProgress(plan, 1, Clock())
+    assert progress.seconds_left() == pytest.approx(20_000 * 1.84e-3 * 20 / (0.8e-3 * 10_000))  # 92 s
+    assert progress.start_line() == (
+        "run: 2 stages, 1 cached, 1 to run (1 worker); about 2 min left, "
+        "from stage times an earlier run recorded in this cache"
+    )
+    unknown = [stage("t", 10_000, kind="translate", cached=True), stage("m", 20_000, ("t",), kind="model")]
+    assert RunProgress(unknown, 1, Clock()).start_line().endswith("; ETA after the first stage")
+    assert RunProgress(plan[:1], 1, Clock()).start_line() == "run: 1 stage, all cached"
+
+
+def test_estimates_read_to_the_minute():
+    assert rough(59) == "under a minute"
+    assert rough(150) == "about 2 min"  # 2.5 rounds to even
+    assert rough(3900) == "about 1h05m"
