@@ -76,6 +76,12 @@ def run_command(
     seed: int | None = typer.Option(None, "--seed", help="First seed (42)."),
     ensemble: int | None = typer.Option(None, "--ensemble", help="M teacher runs averaged (Eq. 14)."),
     eta: float | None = typer.Option(None, "--eta", help="Weight of the hard loss η (1)."),
+    rounds: int | None = typer.Option(
+        None,
+        "--rounds",
+        help="Self-training rounds (1): the student of each round joins the teachers of the next; "
+        "every round is reported, the last one under the variant's own name.",
+    ),
     preset: str = typer.Option("paper", "--preset", help=f"Settings preset: {' | '.join(PRESETS)}."),
     out: Path | None = typer.Option(None, "--out", help="Run folder (runs/unitrans)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Stage cache (<out>/cache)."),
@@ -107,6 +113,7 @@ def run_command(
         "seed": seed,
         "ensemble": ensemble,
         "eta": eta,
+        "rounds": rounds,
         "out_dir": out,
         "cache_dir": cache_dir,
         "dictionary": dictionary,

@@ -59,8 +59,12 @@ def _cell(r: Mapping[str, Any]) -> str:
     return f"{_pct(r['f1'])}{std} (P {_pct(r['precision'])} / R {_pct(r['recall'])})"
 
 
-def _paper(variant: str, target: str) -> str:
-    value = PAPER_F1.get(variant, {}).get(target)
+def _paper_name(paper_rows: Mapping[str, str | None] | None, row: str) -> str | None:
+    return paper_rows.get(row, row) if paper_rows else row
+
+
+def _paper(variant: str | None, target: str) -> str:
+    value = PAPER_F1.get(variant or "", {}).get(target)
     return "—" if value is None else f"{value:.2f}"
 
 
@@ -75,10 +79,14 @@ def render_markdown(
     entity_shares: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
     setting: Mapping[str, str] | None = None,
     agreement: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
+    paper_rows: Mapping[str, str | None] | None = None,
+    diagnostics: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
 ) -> str:
     """The Markdown report: F1 table (ours beside the paper's), voting coverage, stage timings.
 
     `setting` (name, dictionary, sha256) marks a dictionary-assisted run: no paper column then.
+    `paper_rows` says which paper row a row reproduces (default: the row of the same name; None: none,
+    e.g. a later self-training round); `diagnostics` adds the per-round table (`diagnostics_lines`).
     """
     targets = list(results)
     variants = list(dict.fromkeys(v for t in targets for v in results[t]))
@@ -110,7 +118,7 @@ def render_markdown(
             r = results[t].get(v)
             row.append(_cell(r) if r else "—")
             if paper:
-                row.append(_paper(v, t))
+                row.append(_paper(_paper_name(paper_rows, v), t))
             if r:
                 f1s.append(r["f1"])
         if len(targets) > 1:
@@ -164,6 +172,8 @@ def render_markdown(
             ]
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
         lines.append("")
+    if diagnostics:
+        lines += diagnostics_lines(diagnostics)
     if timings:
         lines += ["## Stage timings", "", "| Stage | Status | Seconds |", "|---|---|---|"]
         for rec in timings:
@@ -174,7 +184,51 @@ def render_markdown(
     return "\n".join(lines)
 
 
-def plot_f1(path: Path, results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
+TEACHER_NAMES = {"src": "Θsrc", "teach": "Θteach", "trans": "Θtrans", "student": "previous student"}
+DIAGNOSTIC_KEYS = ("round", "voting_coverage", "entity_share")
+"""The fixed fields of a round's diagnostics; any other float field (e.g. neighbour_agreement from
+pseudo-label denoising) becomes a column of its own."""
+
+
+def diagnostics_lines(diagnostics: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> list[str]:
+    """Per target, student variant, seed and self-training round: voting coverage and the share of D_T
+    words each teacher tags as entities, and any further signal (neighbour agreement with denoising).
+    Label-free; shown when some variant has several rounds (one round's figures are the sections above)."""
+    entries = [r for by in diagnostics.values() for seeds in by.values() for s in seeds for r in s["rounds"]]
+    extra = list(dict.fromkeys(k for r in entries for k in r if k not in DIAGNOSTIC_KEYS))
+    if all(r["round"] == 1 for r in entries):
+        return []
+    header = ["Target", "Variant", "Seed", "Round", "Voting coverage", "Entity words per teacher"]
+    header += [k.replace("_", " ") for k in extra]
+    lines = [
+        "## Self-training rounds (label-free diagnostics)",
+        "",
+        "Per round: share of D_T words on which every voter agrees (from round 2 the previous round's "
+        "student votes too), and share of D_T words each teacher tags as entities.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] * len(header)) + "|",
+    ]
+    for target, by_variant in diagnostics.items():
+        for variant, seeds in by_variant.items():
+            for per_seed in seeds:
+                for r in per_seed["rounds"]:
+                    cov = r.get("voting_coverage")
+                    shares = ", ".join(
+                        f"{TEACHER_NAMES.get(k, k)} {100 * v:.1f}%" for k, v in r["entity_share"].items()
+                    )
+                    cells = [target, f"`{variant}`", str(per_seed["seed"]), str(r["round"])]
+                    cells += ["—" if cov is None else f"{100 * cov:.1f}%", shares]
+                    cells += ["—" if r.get(k) is None else f"{100 * r[k]:.1f}%" for k in extra]
+                    lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def plot_f1(
+    path: Path,
+    results: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    paper_rows: Mapping[str, str | None] | None = None,
+) -> None:
     """Grouped bar chart of F1 (%) per variant and target language, error bars = std over seeds; black
     ticks mark the paper's figures where we have them."""
     import matplotlib
@@ -193,7 +247,7 @@ def plot_f1(path: Path, results: Mapping[str, Mapping[str, Mapping[str, Any]]]) 
         err = [100 * (results[t][v]["f1_std"] or 0.0) if v in results[t] else 0.0 for t in targets]
         pos = x + (i - (len(variants) - 1) / 2) * width
         ax.bar(pos, f1, width, yerr=err, label=v, capsize=2)
-        paper = [PAPER_F1.get(v, {}).get(t, math.nan) for t in targets]
+        paper = [PAPER_F1.get(_paper_name(paper_rows, v) or "", {}).get(t, math.nan) for t in targets]
         if not all(math.isnan(p) for p in paper):
             ax.scatter(pos, paper, marker="_", s=200, color="black", zorder=3,
                        label="paper (mBERT)" if not paper_labelled else None)  # fmt: skip
@@ -220,5 +274,5 @@ def write_report(
     paths = {"json": out_dir / "results.json", "md": out_dir / "results.md", "png": out_dir / "f1.png"}
     write_text_atomic(paths["json"], json.dumps(results, indent=2) + "\n")
     write_text_atomic(paths["md"], render_markdown(results, **markdown_args) + "\n")
-    plot_f1(paths["png"], results)
+    plot_f1(paths["png"], results, markdown_args.get("paper_rows"))
     return paths

@@ -42,6 +42,13 @@ class PipelineConfig:
     seed: int = field(default=42, metadata=_help("First seed."))
     ensemble: int = field(default=3, metadata=_help("M, teacher runs averaged by the ensemble variant."))
     eta: float = field(default=1.0, metadata=_help("η, weight of the hard loss (Eq. 9)."))
+    rounds: int = field(
+        default=1,
+        metadata=_help(
+            "Self-training rounds of every student variant: in round r+1 the student of round r joins "
+            "the teachers (soft mean and vote) and a new student is trained; 1 = UniTrans as published."
+        ),
+    )
     epochs: int = field(default=3, metadata=_help("Epochs of Θsrc, Θtrans, data combination."))
     teach_epochs: int = field(default=3, metadata=_help("Epochs fine-tuning Θsrc on D_trans into Θteach."))
     student_epochs: int = field(default=3, metadata=_help("Epochs of the distilled student."))
@@ -176,7 +183,7 @@ class PipelineConfig:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         if self.dictionary is not None:
             object.__setattr__(self, "dictionary", Path(self.dictionary))
-        for name in ("seeds", "ensemble", "epochs", "teach_epochs", "student_epochs", "batch_size"):
+        for name in ("seeds", "ensemble", "rounds", "epochs", "teach_epochs", "student_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UnitransError(f"expected {name} ≥ 1, found {getattr(self, name)}")
         from unitrans.translate.word_translation import CASINGS

@@ -24,7 +24,7 @@ from unitrans import __version__
 from unitrans.atomic import apply_umask_modes, write_text_atomic
 from unitrans.model.predict import model_labels
 from unitrans.pipeline.config import PipelineConfig, make_config
-from unitrans.pipeline.variants import VARIANTS
+from unitrans.pipeline.variants import VARIANTS, report_rows, row_title
 
 EXPORT_RECORD = "export.json"
 CARD = "README.md"
@@ -139,8 +139,11 @@ def model_card(
         "---",
         "",
     ]
+    titles = {
+        row: row_title(row, name, r, config.rounds) for row, name, r in report_rows(VARIANTS, config.rounds)
+    }
     rows = [
-        f"| {VARIANTS[name].title}{' (this model)' if name == variant else ''} | {_f1_text(r)} |"
+        f"| {titles.get(name, name)}{' (this model)' if name == variant else ''} | {_f1_text(r)} |"
         for name, r in results.items()
     ]
     use = ["## Use", "", "```", f"unitrans tag --model {shlex.quote(str(folder))} text.txt", "```"]
@@ -157,7 +160,7 @@ def model_card(
         ]
     data = config.data_dir
     body = [
-        f"# {VARIANTS[variant].title}: named entities in `{lang}`, without {lang} labels",
+        f"# {titles[variant]}: named entities in `{lang}`, without {lang} labels",
         "",
         f"Made by unitrans {__version__} with the UniTrans method (Wu et al., IJCAI 2020): labelled",
         f"`{config.source}` data, unlabelled `{lang}` text, no `{lang}` label in training or in any choice",

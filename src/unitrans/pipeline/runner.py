@@ -27,7 +27,15 @@ from unitrans.pipeline.eta import PlannedStage, RunProgress
 from unitrans.pipeline.export import export_run
 from unitrans.pipeline.parallel import GraphTask, StageCall, StagePool, resolve_workers
 from unitrans.pipeline.stages import Corpus, StageContext
-from unitrans.pipeline.variants import TEACHERS, VARIANTS, required_models
+from unitrans.pipeline.variants import (
+    TEACHERS,
+    VARIANTS,
+    paper_variant,
+    report_rows,
+    required_models,
+    row_title,
+)
+from unitrans.train.selftrain import RoundTeachers, round_teachers
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +55,9 @@ class RunResult:
     markdown: str
     exports: dict[str, dict[str, Path]]
     """{target: {variant: exported model folder}} (see `pipeline.export`)."""
+    diagnostics: dict[str, dict[str, list[dict[str, Any]]]]
+    """{target: {student variant: [{seed, rounds: [{round, voting_coverage, entity_share, ...}]}]}}:
+    label-free signals per self-training round (also in diagnostics.json)."""
 
 
 ENTITY_SHARE_RATIO = 1.5
@@ -73,6 +84,7 @@ class _Language:
         self._models = models  # shared across languages: Θsrc is keyed without the target
         self._dtrans: Corpus | None = None
         self._memo: dict[tuple, StageRecord] = {}
+        self._shares: dict[str, float] = {}
 
     def translation_call(self) -> StageCall:
         return functools.partial(stages.translate, source=self.source, target_text=self.text, lang=self.lang)
@@ -134,37 +146,43 @@ class _Language:
         )
 
     def denoised(
-        self, name: str, seed: int, soft: StageRecord | None, hard: StageRecord | None
+        self, name: str, seed: int, soft: StageRecord | None, hard: StageRecord | None, round_: int = 1
     ) -> tuple[StageRecord | None, StageRecord | None]:
         """A student's (soft, hard) targets, denoised by neighbours when `denoise` asks for it."""
-        rec = self.denoise_record(name, seed, soft, hard)
+        rec = self.denoise_record(name, seed, soft, hard, round_)
         if rec is None:
             return soft, hard
         return (rec if soft is not None else None), (rec if hard is not None else None)
 
     def denoise_record(
-        self, name: str, seed: int, soft: StageRecord | None, hard: StageRecord | None
+        self, name: str, seed: int, soft: StageRecord | None, hard: StageRecord | None, round_: int = 1
     ) -> StageRecord | None:
+        """The denoise stage of a student's round: the round's soft targets and votes (from round 2 with
+        the previous student in them), neighbours in the soft teacher's space in every round."""
         v = VARIANTS[name]
         if self.ctx.config.denoise == "none" or not v.is_student:
             return None
         kind = v.soft_teacher or "teach"  # no-soft: the votes are Θteach's argmax where all agree
         teacher = soft if soft is not None else self.teacher(kind, seed, v.ensemble)
         model = self.model(kind, self.member_seeds(seed, v.ensemble)[0])
-        label = f"{self.lang}: denoise {kind}{' (ensemble)' if v.ensemble else ''} targets (seed {seed})"
+        if round_ == 1:
+            key: tuple = ("denoise", kind, seed, v.ensemble, hard is not None)
+            label = f"{self.lang}: denoise {kind}{' (ensemble)' if v.ensemble else ''} targets (seed {seed})"
+        else:
+            key = ("denoise", name, seed, round_)
+            label = f"{self.lang}: denoise targets of {name} round {round_} (seed {seed})"
         return self._once(
-            ("denoise", kind, seed, v.ensemble, hard is not None),
-            lambda: denoising.targets(self.ctx, model, teacher, hard, self.text, label=label),
+            key, lambda: denoising.targets(self.ctx, model, teacher, hard, self.text, label=label)
         )
 
-    def denoise_metrics(self, name: str, seed: int) -> dict[str, float] | None:
+    def denoise_metrics(self, name: str, seed: int, round_: int = 1) -> dict[str, float] | None:
         """Label-free diagnostics of a denoised student (neighbour agreement on D_T and D_trans)."""
         v = VARIANTS[name]
         if self.ctx.config.denoise == "none" or not v.is_student:
             return None
-        hard = self.votes(seed, v.ensemble) if v.hard else None
-        soft = self.teacher(v.soft_teacher, seed, v.ensemble) if v.soft_teacher else None
-        rec = self.denoise_record(name, seed, soft, hard)
+        hard = self.votes(name, seed, round_)
+        soft = self.soft_targets(name, seed, round_)
+        rec = self.denoise_record(name, seed, soft, hard, round_)
         out = {"dt_agreement": float(rec.metrics["agreement"])} if rec is not None else {}
         if rec is not None and "coverage" in rec.metrics:
             out["dt_coverage_kept"] = float(rec.metrics["coverage"])
@@ -214,50 +232,110 @@ class _Language:
     def dt_label(self, kind: str, seed: int) -> str:
         return f"{self.lang}: {kind} (seed {seed}) on D_T"
 
-    def votes(self, seed: int, ensemble: bool) -> StageRecord:
-        t = {k: self.teacher(k, seed, ensemble) for k in TEACHERS}
-        label = f"{self.lang}: votes{' (ensemble)' if ensemble else ''} (seed {seed})"
-        return self._once(
-            ("votes", seed, ensemble),
-            lambda: stages.votes(self.ctx, t["src"], t["teach"], t["trans"], label=label),
-        )
-
-    def entity_shares(self, seed: int, ensemble: bool) -> dict[str, float]:
-        """Each teacher's share of D_T words tagged as entities (read from the cached probabilities)."""
-        return {k: stages.entity_share(self.teacher(k, seed, ensemble)) for k in TEACHERS}
-
-    def student_call(self, name: str, seed: int) -> tuple[tuple, StageCall]:
-        """A student's distillation with its teachers' outputs resolved (they run first)."""
+    def teachers(self, name: str, seed: int, round_: int) -> RoundTeachers[StageRecord]:
+        """The teachers of a student variant's round, as probabilities on D_T (`train.selftrain`)."""
         v = VARIANTS[name]
-        hard = self.votes(seed, v.ensemble) if v.hard else None
-        soft = self.teacher(v.soft_teacher, seed, v.ensemble) if v.soft_teacher else None
-        soft, hard = self.denoised(name, seed, soft, hard)
-        label = f"{self.lang}: student {name} (seed {seed})"
+        soft = (v.soft_teacher, self.teacher(v.soft_teacher, seed, v.ensemble)) if v.soft_teacher else None
+        voters = [(k, self.teacher(k, seed, v.ensemble)) for k in TEACHERS] if v.hard else []
+        previous = self.student_on_text(name, seed, round_ - 1) if round_ > 1 else None
+        return round_teachers(soft, voters, previous)
+
+    def votes(self, name: str, seed: int, round_: int = 1) -> StageRecord | None:
+        """The round's hard labels (None for a variant without them); round 1's are UniTrans's, shared
+        by every variant with the same teachers."""
+        v = VARIANTS[name]
+        if not v.hard:
+            return None
+        voters = self.teachers(name, seed, round_).voters
+        if round_ == 1:
+            key: tuple = ("votes", seed, v.ensemble)
+            label = f"{self.lang}: votes{' (ensemble)' if v.ensemble else ''} (seed {seed})"
+        else:
+            key = ("votes", seed, v.ensemble, name, round_)
+            label = f"{self.lang}: votes of {name} round {round_} (seed {seed})"
+        return self._once(key, lambda: stages.votes(self.ctx, voters, label=label))
+
+    def soft_targets(self, name: str, seed: int, round_: int = 1) -> StageRecord | None:
+        """The round's soft targets: the soft teacher's probabilities, averaged with the previous
+        student's from round 2 on (None for a variant without a soft loss)."""
+        soft = list(self.teachers(name, seed, round_).soft.values())
+        if len(soft) <= 1:
+            return soft[0] if soft else None
+        label = f"{self.lang}: soft targets of {name} round {round_} (seed {seed})"
+        return self._once(("soft", name, seed, round_), lambda: stages.averaged(self.ctx, soft, label=label))
+
+    def entity_shares(self, teachers: dict[str, StageRecord]) -> dict[str, float]:
+        """Each teacher's share of D_T words tagged as entities (read from the cached probabilities)."""
+        for rec in teachers.values():
+            if rec.key not in self._shares:
+                self._shares[rec.key] = stages.entity_share(rec)
+        return {k: self._shares[rec.key] for k, rec in teachers.items()}
+
+    def diagnostics(self, name: str, seed: int, round_: int) -> dict[str, Any]:
+        """Label-free signals of a student's round: voting coverage and each teacher's entity share."""
+        t = self.teachers(name, seed, round_)
+        hard = self.votes(name, seed, round_)
+        entry: dict[str, Any] = {
+            "round": round_,
+            "voting_coverage": None if hard is None else float(hard.metrics["coverage"]),
+            "entity_share": self.entity_shares({**t.voters, **t.soft}),
+        }
+        denoised = self.denoise_metrics(name, seed, round_)
+        if denoised and "dt_agreement" in denoised:  # further signals: each a column of the report
+            entry["neighbour_agreement"] = denoised["dt_agreement"]
+            if "dt_coverage_kept" in denoised:
+                entry["hard_labels_kept"] = denoised["dt_coverage_kept"]
+        return entry
+
+    def student_label(self, name: str, seed: int, round_: int) -> str:
+        within = "" if round_ == 1 else f" round {round_}"
+        return f"{self.lang}: student {name}{within} (seed {seed})"
+
+    def student_call(self, name: str, seed: int, round_: int = 1) -> tuple[tuple, StageCall]:
+        """A student's distillation with its teachers' outputs resolved (they run first)."""
+        hard = self.votes(name, seed, round_)
+        soft = self.soft_targets(name, seed, round_)
+        soft, hard = self.denoised(name, seed, soft, hard, round_)
+        label = self.student_label(name, seed, round_)
         call = functools.partial(
             stages.student, target_text=self.text, soft=soft, hard=hard, seed=seed, label=label
         )
-        return ("student", name, seed), call
+        return ("student", name, seed, round_), call
 
-    def variant_model(self, name: str, seed: int) -> StageRecord:
+    def student(self, name: str, seed: int, round_: int) -> StageRecord:
+        key, call = self.student_call(name, seed, round_)
+        return self._once(key, lambda: call(self.ctx))
+
+    def student_on_text_call(self, name: str, seed: int, round_: int) -> tuple[tuple, StageCall]:
+        """The probabilities of a round's student on D_T, with which it teaches the next round."""
+        return self.probs_call(
+            self.student(name, seed, round_), self.text, self.student_label(name, seed, round_) + " on D_T"
+        )
+
+    def student_on_text(self, name: str, seed: int, round_: int) -> StageRecord:
+        key, call = self.student_on_text_call(name, seed, round_)
+        return self._once(key, lambda: call(self.ctx))
+
+    def variant_model(self, name: str, seed: int, round_: int = 1) -> StageRecord:
         v = VARIANTS[name]
         if v.model is not None:
             return self.model(v.model, seed)
-        key, call = self.student_call(name, seed)
-        return self._once(key, lambda: call(self.ctx))
+        return self.student(name, seed, round_)
 
-    def test_label(self, name: str, seed: int) -> str:
-        return f"{self.lang}: {name} (seed {seed}) on test"
+    def test_label(self, row: str, seed: int) -> str:
+        return f"{self.lang}: {row} (seed {seed}) on test"
 
-    def variant(self, name: str, seed: int) -> tuple[StageRecord, StageRecord, StageRecord | None]:
-        """(model or student record, evaluation record, votes record or None) of one variant and seed."""
-        v = VARIANTS[name]
-        model = self.variant_model(name, seed)
-        hard = self.votes(seed, v.ensemble) if v.is_student and v.hard else None
-        test_probs = self.probs(model, self.test, self.test_label(name, seed))
+    def variant(
+        self, row: str, name: str, seed: int, round_: int = 1
+    ) -> tuple[StageRecord, StageRecord, StageRecord | None]:
+        """(model or student record, evaluation record, votes record or None) of one report row and seed."""
+        model = self.variant_model(name, seed, round_)
+        hard = self.votes(name, seed, round_) if VARIANTS[name].is_student else None
+        test_probs = self.probs(model, self.test, self.test_label(row, seed))
         ev = self._once(
             ("eval", test_probs.key),
             lambda: stages.evaluate(
-                self.ctx, test_probs, self.test, label=f"{self.lang}: evaluate {name} (seed {seed})"
+                self.ctx, test_probs, self.test, label=f"{self.lang}: evaluate {row} (seed {seed})"
             ),
         )
         return model, ev, hard
@@ -265,6 +343,13 @@ class _Language:
 
 def _model_ident(lang: str, kind: str, seed: int) -> tuple:
     return ("src", seed) if kind == "src" else (lang, kind, seed)  # Θsrc serves every language
+
+
+def _student_ident(lang: str, name: str, seed: int, round_: int, *, on_text: bool = False) -> tuple:
+    """A student's task in the graph (round 1's is UniTrans's), or that of its probabilities on D_T."""
+    if on_text:
+        return ("dt-student", lang, name, seed, round_)
+    return ("student", lang, name, seed) + ((round_,) if round_ > 1 else ())
 
 
 def _graph(languages: dict[str, _Language], config: PipelineConfig) -> list[GraphTask]:
@@ -301,9 +386,11 @@ def _graph(languages: dict[str, _Language], config: PipelineConfig) -> list[Grap
             make = functools.partial(model, languages[lang], kind, s)
             tasks.append(GraphTask((lang, kind, s), needs, make))
 
-    def probs(lg: _Language, rec: StageRecord, data: Corpus, label: str) -> tuple:
-        key, call = lg.probs_call(rec, data, label)
+    def adopted(lg: _Language, key: tuple, call: StageCall) -> tuple:
         return call, functools.partial(lg.adopt, key)
+
+    def probs(lg: _Language, rec: StageRecord, data: Corpus, label: str) -> tuple:
+        return adopted(lg, *lg.probs_call(rec, data, label))
 
     for lg, seed, name in plan:
         v = VARIANTS[name]
@@ -313,27 +400,40 @@ def _graph(languages: dict[str, _Language], config: PipelineConfig) -> list[Grap
                     ("dt", lg.lang, kind, s), (_model_ident(lg.lang, kind, s),),
                     lambda lg=lg, kind=kind, s=s: probs(lg, lg.model(kind, s), lg.text, lg.dt_label(kind, s)),
                 ))  # fmt: skip
-    for lg, seed, name in plan:
-        v = VARIANTS[name]
-        if v.is_student:
+    students = [(lg, seed, name) for lg, seed, name in plan if VARIANTS[name].is_student]
+    for round_ in range(1, config.rounds + 1):
+        for lg, seed, name in students:
+            v = VARIANTS[name]
             needs = tuple(
                 ("dt", lg.lang, kind, s) for kind in v.models() for s in lg.member_seeds(seed, v.ensemble)
             )
-
-            def student(lg: _Language = lg, name: str = name, seed: int = seed) -> tuple:
-                key, call = lg.student_call(name, seed)
-                return call, functools.partial(lg.adopt, key)
-
-            tasks.append(GraphTask(("student", lg.lang, name, seed), needs, student))
+            if round_ > 1:  # the previous round's student teaches this one
+                needs += (_student_ident(lg.lang, name, seed, round_ - 1, on_text=True),)
+                tasks.append(GraphTask(
+                    _student_ident(lg.lang, name, seed, round_ - 1, on_text=True),
+                    (_student_ident(lg.lang, name, seed, round_ - 1),),
+                    lambda lg=lg, name=name, seed=seed, r=round_ - 1: adopted(
+                        lg, *lg.student_on_text_call(name, seed, r)
+                    ),
+                ))  # fmt: skip
+            tasks.append(GraphTask(
+                _student_ident(lg.lang, name, seed, round_), needs,
+                lambda lg=lg, name=name, seed=seed, r=round_: adopted(lg, *lg.student_call(name, seed, r)),
+            ))  # fmt: skip
     for lg, seed, name in plan:
         v = VARIANTS[name]
-        need = _model_ident(lg.lang, v.model, seed) if v.model else ("student", lg.lang, name, seed)
-        tasks.append(GraphTask(
-            ("test", lg.lang, name, seed), (need,),
-            lambda lg=lg, name=name, seed=seed: probs(
-                lg, lg.variant_model(name, seed), lg.test, lg.test_label(name, seed)
-            ),
-        ))  # fmt: skip
+        for row, _, round_ in report_rows((name,), config.rounds):
+            need = (
+                _model_ident(lg.lang, v.model, seed)
+                if v.model
+                else _student_ident(lg.lang, name, seed, round_)
+            )
+            tasks.append(GraphTask(
+                ("test", lg.lang, row, seed), (need,),
+                lambda lg=lg, row=row, name=name, seed=seed, r=round_: probs(
+                    lg, lg.variant_model(name, seed, r), lg.test, lg.test_label(row, seed)
+                ),
+            ))  # fmt: skip
     return tasks
 
 
@@ -345,8 +445,8 @@ def _plan(ctx: StageContext, languages: dict[str, _Language]) -> list[PlannedSta
     for language in languages.values():
         twin = language.planning(planning, models)
         for seed in ctx.config.seed_list:
-            for name in ctx.config.variants:
-                twin.variant(name, seed)
+            for row, name, round_ in report_rows(ctx.config.variants, ctx.config.rounds):
+                twin.variant(row, name, seed, round_)
     return planning.plan or []
 
 
@@ -384,13 +484,15 @@ def run_pipeline(
     coverage: dict[str, list[float]] = {}
     teacher_shares: dict[str, list[dict[str, float]]] = {}
     agreement: dict[str, list[dict[str, float]]] = {}
+    diagnostics: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    rows = report_rows(config.variants, config.rounds)
     for lang, language in languages.items():
-        runs[lang] = {name: [] for name in config.variants}
+        runs[lang] = {row: [] for row, _, _ in rows}
         for seed in config.seed_list:
-            for name in config.variants:
-                model, ev, hard = language.variant(name, seed)
+            for row, name, round_ in rows:
+                model, ev, hard = language.variant(row, name, seed, round_)
                 m = ev.metrics
-                runs[lang][name].append(
+                runs[lang][row].append(
                     {
                         "seed": seed,
                         "f1": m["f1"],
@@ -400,16 +502,21 @@ def run_pipeline(
                         "predictions": str(ev.folder / "predictions.txt"),
                     }
                 )
-                diagnostics = language.denoise_metrics(name, seed)
-                if diagnostics is not None:  # absent without denoise: runs.json as before
-                    runs[lang][name][-1]["denoise"] = diagnostics
-                    agreement.setdefault(f"{lang} {name}", []).append(diagnostics)
-                if hard is not None:
+                denoised = language.denoise_metrics(name, seed, round_)
+                if denoised is not None:  # absent without denoise: runs.json as before
+                    runs[lang][row][-1]["denoise"] = denoised
+                    agreement.setdefault(f"{lang} {row}", []).append(denoised)
+                if VARIANTS[name].is_student:
+                    per_seed = diagnostics.setdefault(lang, {}).setdefault(name, [])
+                    if round_ == 1:
+                        per_seed.append({"seed": seed, "rounds": []})
+                    per_seed[-1]["rounds"].append(language.diagnostics(name, seed, round_))
+                if hard is not None and round_ == 1:
                     label = lang if not VARIANTS[name].ensemble else f"{lang} (ensemble)"
                     values = coverage.setdefault(label, [])
                     if len(values) < config.seed_list.index(seed) + 1:
                         values.append(float(hard.metrics["coverage"]))
-                        shares = language.entity_shares(seed, VARIANTS[name].ensemble)
+                        shares = language.entity_shares(language.teachers(name, seed, 1).voters)
                         teacher_shares.setdefault(label, []).append(shares)
                         _warn_if_teachers_disagree(label, shares)
 
@@ -420,7 +527,12 @@ def run_pipeline(
     results = build_results(scores)
     report_args = {
         "encoder": config.encoder,
-        "titles": {name: v.title for name, v in VARIANTS.items()},
+        "titles": {
+            **{name: v.title for name, v in VARIANTS.items()},
+            **{row: row_title(row, name, r, config.rounds) for row, name, r in rows},
+        },
+        "paper_rows": {row: paper_variant(name, r) for row, name, r in rows},
+        "diagnostics": diagnostics,
         "coverage": coverage,
         "entity_shares": teacher_shares,
         "timings": [{"label": r.label, "cached": r.cached, "seconds": r.seconds} for r in ctx.records],
@@ -432,9 +544,12 @@ def run_pipeline(
     runs_path = config.out_dir / "runs.json"
     write_text_atomic(runs_path, json.dumps(runs, indent=2) + "\n")
     paths["runs"] = runs_path
+    diagnostics_path = config.out_dir / "diagnostics.json"
+    write_text_atomic(diagnostics_path, json.dumps(diagnostics, indent=2) + "\n")
+    paths["diagnostics"] = diagnostics_path
     exports = export_run(config, runs, results)
     markdown = render_markdown(results, **report_args)
-    return RunResult(results, runs, coverage, list(ctx.records), paths, markdown, exports)
+    return RunResult(results, runs, coverage, list(ctx.records), paths, markdown, exports, diagnostics)
 
 
 def summary_lines(result: RunResult) -> list[str]:

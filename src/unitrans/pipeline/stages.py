@@ -33,8 +33,8 @@ from unitrans.pipeline.parallel import NotCached
 from unitrans.train.distill import (
     NO_HARD_LABEL,
     DistillLoss,
+    agreement_votes,
     average_probs,
-    vote_hard_labels,
     voting_coverage,
 )
 from unitrans.train.supervised import TrainConfig, train_tagger
@@ -322,19 +322,19 @@ def averaged(ctx: StageContext, runs: Sequence[StageRecord], *, label: str) -> S
     return ctx.run("ensemble", {}, inputs, build, label=label)
 
 
-def votes(
-    ctx: StageContext, src: StageRecord, teach: StageRecord, trans: StageRecord, *, label: str
-) -> StageRecord:
-    """Eqs. 10–11: hard labels where Θsrc, Θteach and Θtrans agree; records the coverage."""
+def votes(ctx: StageContext, voters: Mapping[str, StageRecord], *, label: str) -> StageRecord:
+    """Eqs. 10–11: hard labels where every voter's argmax agrees (Θsrc, Θteach, Θtrans; from round 2 of
+    self-training also the previous student); records the coverage. Keyed by the voters' names, so
+    round 1's key is UniTrans's."""
 
     def build(folder: Path) -> dict[str, Any]:
-        hard = vote_hard_labels(read_probs(src), read_probs(teach), read_probs(trans))
+        hard = agreement_votes([read_probs(r) for r in voters.values()])
         offsets = np.concatenate([[0], np.cumsum([len(h) for h in hard])]).astype(np.int64)
         flat = np.concatenate(hard) if hard else np.zeros(0, np.int64)
         np.savez_compressed(folder / "votes.npz", hard=flat, offsets=offsets)
         return {"coverage": voting_coverage(hard), "words": int(flat.size)}
 
-    inputs = {"src": src.key, "teach": teach.key, "trans": trans.key}
+    inputs = {name: rec.key for name, rec in voters.items()}
     return ctx.run("votes", {}, inputs, build, label=label)
 
 

@@ -89,3 +89,33 @@ def required_models(names: Sequence[str]) -> tuple[str, ...]:
     if "teach" in needed:
         needed.add("src")
     return tuple(m for m in ("src", "trans", "teach", "combo") if m in needed)
+
+
+def round_row(name: str, round_: int, rounds: int) -> str:
+    """The report row of a student variant's round: the last round keeps the variant's own name (it is
+    the one `unitrans run` exports), earlier ones are `<name>-r<round>`."""
+    return name if round_ == rounds else f"{name}-r{round_}"
+
+
+def report_rows(names: Sequence[str], rounds: int) -> list[tuple[str, str, int]]:
+    """(row, variant, round) of every report row: a model variant once, a student variant once per
+    self-training round (round 1 first, so the table reads as what each round adds)."""
+    rows = []
+    for name in names:
+        last = rounds if VARIANTS[name].is_student else 1
+        rows += [(round_row(name, r, last), name, r) for r in range(1, last + 1)]
+    return rows
+
+
+def row_title(row: str, variant: str, round_: int, rounds: int) -> str:
+    """A row's title: the variant's, with the round when a student has several."""
+    v = VARIANTS[variant]
+    if not v.is_student or rounds == 1:
+        return v.title
+    return f"{v.title} ({rounds} rounds)" if row == variant else f"{v.title}, round {round_}"
+
+
+def paper_variant(variant: str, round_: int) -> str | None:
+    """Which of the paper's rows a report row reproduces: round 1 of a student is the published method,
+    later rounds have no paper figure."""
+    return variant if round_ == 1 else None

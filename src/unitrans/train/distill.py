@@ -107,20 +107,35 @@ def vote_hard_labels(
 
     Takes per-sentence (n_words, L) probability matrices; returns per-sentence int64 arrays.
     """
-    if not len(p_src) == len(p_teach) == len(p_trans):
-        raise ValueError(f"sentence counts differ: {len(p_src)}, {len(p_teach)}, {len(p_trans)}")
+    return agreement_votes([p_src, p_teach, p_trans])
+
+
+def agreement_votes(voters: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
+    """Eqs. 10–11 for any number of voters: a word's hard label is the argmax every voter gives it, else
+    NO_HARD_LABEL. Self-training rounds add the previous round's student as a fourth voter.
+
+    `voters[j][i]` is voter j's (n_words, L) probability matrix for sentence i.
+    """
+    if not voters:
+        raise ValueError("no voters")
+    n = len(voters[0])
+    if any(len(v) != n for v in voters):
+        raise ValueError(f"sentence counts differ: {', '.join(str(len(v)) for v in voters)}")
     votes = []
-    for i, (a, b, c) in enumerate(zip(p_src, p_teach, p_trans, strict=True)):
-        if not a.shape == b.shape == c.shape:
-            raise ValueError(f"sentence {i}: probability shapes differ: {a.shape}, {b.shape}, {c.shape}")
-        ya, yb, yc = a.argmax(-1), b.argmax(-1), c.argmax(-1)
-        agree = (ya == yb) & (yb == yc)
-        votes.append(np.where(agree, yb, NO_HARD_LABEL).astype(np.int64))
+    for i in range(n):
+        shapes = [v[i].shape for v in voters]
+        if any(s != shapes[0] for s in shapes):
+            raise ValueError(f"sentence {i}: probability shapes differ: {', '.join(map(str, shapes))}")
+        first = voters[0][i].argmax(-1)
+        agree = np.ones(first.shape, dtype=bool)
+        for v in voters[1:]:
+            agree &= v[i].argmax(-1) == first
+        votes.append(np.where(agree, first, NO_HARD_LABEL).astype(np.int64))
     return votes
 
 
 def voting_coverage(hard_labels: Sequence[np.ndarray]) -> float:
-    """Share of words that get a hard label (all three teachers agree); 0 for an empty corpus."""
+    """Share of words that get a hard label (all voters agree); 0 for an empty corpus."""
     total = sum(int(h.size) for h in hard_labels)
     if total == 0:
         return 0.0
