@@ -190,10 +190,12 @@ def test_head_dropout_survives_a_reload_and_follows_a_training_request(encoder_d
     assert model.dropout.p == pytest.approx(0.21)
 
 
-def test_loading_and_saving_print_no_transformers_bars(trained, tmp_path, capfd):
+@pytest.mark.filterwarnings("ignore:Cannot enable progress bars")  # the hub read the CLI's env at import
+def test_loading_and_saving_print_no_transformers_bars(trained, tmp_path, capfd, monkeypatch):
     """A run's stage lines are not interleaved with "Loading weights" / "Writing model shards" bars."""
     from transformers.utils import logging as hf_logging
 
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)  # the CLI sets it; a library user not
     was = hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()  # as in a library user's process (the CLI turns hub bars off)
     try:
