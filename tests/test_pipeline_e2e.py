@@ -16,7 +16,9 @@ from unitrans.model.predict import load_probs
 from unitrans.pipeline import stages
 from unitrans.pipeline.cache import StageCache
 from unitrans.pipeline.config import make_config
-from unitrans.pipeline.runner import RunResult, _Language, _plan, run_pipeline
+from unitrans.pipeline.graph import planned_stages
+from unitrans.pipeline.language import LanguageStages
+from unitrans.pipeline.runner import RunResult, run_pipeline
 from unitrans.pipeline.variants import VARIANTS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline"
@@ -113,7 +115,7 @@ def test_the_plan_holds_every_stage_of_the_run_cached_or_not(full_run, tmp_path)
         cfg = _config(Path(config.encoder), tmp_path / "out", cache_dir=cache_dir)
         ctx = stages.StageContext(StageCache(cache_dir), cfg, progress=False)
         source, shared = stages.read_source(cfg), {}
-        plan = _plan(ctx, {lang: _Language(ctx, source, lang, shared) for lang in cfg.targets})
+        plan = planned_stages(ctx, {lang: LanguageStages(ctx, source, lang, shared) for lang in cfg.targets})
         assert sorted(s.key for s in plan) == keys
         assert all(s.cached == cached for s in plan) and not ctx.records
         seen: set[str] = set()

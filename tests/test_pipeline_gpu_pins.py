@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from unitrans.pipeline import parallel
-from unitrans.pipeline.parallel import LocalWorkers, gpu_pins, resolve_workers, start_workers
+from unitrans.pipeline import local_workers
+from unitrans.pipeline.local_workers import LocalWorkers, gpu_pins, start_workers
+from unitrans.pipeline.parallel import resolve_workers
 
 
 def test_each_worker_gets_the_next_gpu_and_nothing_is_pinned_below_two():
@@ -56,7 +57,7 @@ def test_local_workers_pin_when_the_machine_has_several_gpus(monkeypatch, tmp_pa
         started.update(workers=workers, gpus=gpus)
         return SimpleNamespace(submit=lambda *args: None, shutdown=lambda **kw: None)
 
-    monkeypatch.setattr(parallel, "start_workers", fake_start)
+    monkeypatch.setattr(local_workers, "start_workers", fake_start)
     ctx = SimpleNamespace(config=None, cache=SimpleNamespace(root=tmp_path, version="", verify="full"))
     ctx.progress = False
     workers = LocalWorkers(ctx, 3)  # type: ignore[arg-type]
@@ -70,7 +71,7 @@ def test_local_workers_do_not_pin_without_several_gpus(monkeypatch, tmp_path, co
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     started = {}
     monkeypatch.setattr(
-        parallel,
+        local_workers,
         "start_workers",
         lambda w, t, d, gpus=None: (
             started.update(gpus=gpus) or SimpleNamespace(submit=lambda *a: None, shutdown=lambda **kw: None)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from unitrans.pipeline import parallel
+from unitrans.pipeline import local_workers
 from unitrans.pipeline.parallel import GraphTask, StagePool
 
 
@@ -56,7 +56,7 @@ class ThreadWorkers:
 @pytest.fixture
 def threads_as_workers(monkeypatch):
     """StagePool with threads for processes, no cache and plain labels: only the scheduling is tested."""
-    monkeypatch.setattr(parallel, "LocalWorkers", ThreadWorkers)
+    monkeypatch.setattr(local_workers, "LocalWorkers", ThreadWorkers)
     monkeypatch.setattr(StagePool, "_cached", lambda self, call: None)
     monkeypatch.setattr("unitrans.pipeline.stages.call_label", lambda call, config: "stage")
     return SimpleNamespace(adopt=lambda rec: rec, config=None)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from unitrans.pipeline import parallel
+from unitrans.pipeline import local_workers
 from unitrans.pipeline.config import make_config
 from unitrans.pipeline.eta import duration
 from unitrans.pipeline.runner import run_pipeline
@@ -55,7 +55,7 @@ def test_workers_log_like_the_main_process(monkeypatch, configured):
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s", datefmt="%H:%M"))
     monkeypatch.setattr(root, "handlers", [handler] if configured else [])
     monkeypatch.setattr(root, "level", logging.INFO)
-    assert parallel._log_setup() == (
+    assert local_workers._log_setup() == (
         (logging.INFO, "%(levelname)s %(message)s", "%H:%M") if configured else None
     )
 

@@ -143,7 +143,7 @@ PARENT = textwrap.dedent(
     """
     import multiprocessing, sys, time
     from pathlib import Path
-    from unitrans.pipeline.parallel import start_workers
+    from unitrans.pipeline.local_workers import start_workers
 
     if __name__ == "__main__":
         pool = start_workers(2, 1, Path(sys.argv[1]))

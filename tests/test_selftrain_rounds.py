@@ -365,12 +365,13 @@ def test_denoising_applies_to_each_round_s_own_targets(two_rounds, tiny_encoder_
 
 def test_the_eta_plan_holds_every_round(two_rounds, tiny_encoder_dir, tmp_path):
     """The plan behind the run's ETA lists every stage of both rounds with its key, even uncached."""
-    from unitrans.pipeline.runner import _Language, _plan
+    from unitrans.pipeline.graph import planned_stages
+    from unitrans.pipeline.language import LanguageStages
 
     keys = sorted(r.key for r in two_rounds.records)
     cfg = _config(tiny_encoder_dir, tmp_path / "out", cache_dir=tmp_path / "empty", rounds=2)
     ctx = StageContext(StageCache(tmp_path / "empty"), cfg, progress=False)
-    plan = _plan(ctx, {"es": _Language(ctx, stages.read_source(cfg), "es", {})})
+    plan = planned_stages(ctx, {"es": LanguageStages(ctx, stages.read_source(cfg), "es", {})})
     assert sorted(s.key for s in plan) == keys and not any(s.cached for s in plan)
     seen: set[str] = set()
     for s in plan:

@@ -20,16 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from unitrans.errors import UnitransError
 from unitrans.pipeline.cache import StageRecord
-from unitrans.pipeline.parallel import (
-    THREAD_ENV,
-    LogSetup,
-    StageCall,
-    _log_setup,
-    _run_in_worker,
-    available_cores,
-    stage_threads,
-    worker_args,
-)
+from unitrans.pipeline.local_workers import THREAD_ENV, LogSetup, _log_setup, _run_in_worker, worker_args
+from unitrans.pipeline.parallel import StageCall, available_cores, stage_threads
 
 if TYPE_CHECKING:
     from unitrans.pipeline.stages import StageContext
