@@ -279,3 +279,16 @@ def tiny_deberta_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_gemma(tmp_path_factory.mktemp("tiny-gemma"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module: tiny models run several times faster on one thread than on a
+    contended multi-core CPU, and each pipeline worker then gets max(1, 1 // workers) = 1 thread, so runs
+    in the main process, in local workers and on Ray give the same numbers."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -29,12 +29,7 @@ TRAIN = tiny_train_sentences() * 4
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(encoder: Path) -> TrainConfig:

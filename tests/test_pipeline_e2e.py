@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from unitrans.cli import main
 from unitrans.model.predict import load_probs
@@ -28,13 +27,7 @@ TINY = {"epochs": 6, "teach_epochs": 4, "student_epochs": 10, "batch_size": 2, "
 starting workers costs more than these models take to train (one test below runs two)."""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run several times faster on one thread than on a contended multi-core CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(encoder: Path, out: Path, **changes):

@@ -33,15 +33,6 @@ TINY = {"epochs": 6, "teach_epochs": 4, "student_epochs": 10, "batch_size": 2, "
         "variants": ("src", "trans", "teach", "unitrans")}  # fmt: skip
 
 
-@pytest.fixture
-def one_torch_thread():
-    """One thread in this process, so each stage gets max(1, 1 // 2) = 1 thread under both executors."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _config(encoder: Path, out: Path, **changes):
     values = {"targets": ("es",), "data_dir": FIXTURES, "encoder": str(encoder), "out_dir": out, **TINY}
     return make_config("paper", **{**values, **changes})

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from unitrans.cli import main
 from unitrans.data import CONLL_LABELS
@@ -32,13 +31,7 @@ TINY = {"epochs": 6, "teach_epochs": 4, "student_epochs": 10, "batch_size": 2, "
 OUT = CONLL_LABELS.index("O")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One thread in the main process and in each of two workers: the same numbers either way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(encoder: Path, out: Path, **changes) -> PipelineConfig:
