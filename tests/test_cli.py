@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from unitrans import __version__
 from unitrans.cli import main
 
@@ -24,6 +26,14 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
     assert "Traceback" not in "\n".join(err)
 
 
+CHILD = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "from unitrans.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
 def test_real_sigint_while_waiting_for_input(tmp_path):
     """A real Ctrl-C (SIGINT) while the command blocks on a FIFO: one message, exit 130."""
     import os
@@ -35,11 +45,18 @@ def test_real_sigint_while_waiting_for_input(tmp_path):
     fifo = tmp_path / "pred.fifo"
     os.mkfifo(fifo)
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from unitrans.cli import main; sys.exit(main(sys.argv[1:]))",
-         "evaluate", "--pred", str(fifo)],
+        # SIGINT's default handler first: a test run from a background job inherits SIGINT ignored.
+        [sys.executable, "-c", CHILD, "evaluate", "--pred", str(fifo)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(3)  # imports done, blocked opening the FIFO
+    wchan = Path(f"/proc/{proc.pid}/wchan")
+    deadline = time.monotonic() + 60  # on a loaded machine the imports can take many seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        if wchan.is_file() and wchan.read_text() == "wait_for_partner":  # blocked opening the FIFO
+            break
+        time.sleep(0.1)
+    else:
+        time.sleep(3)  # no /proc (or it never blocked): the old guess
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
