@@ -267,7 +267,10 @@ def translate(ctx: StageContext, source: Corpus, target_text: Corpus, lang: str)
     """D_trans: the source train set word-by-word translated into `lang`, labels copied."""
     from unitrans.pipeline import translation
 
-    settings = translation.settings(ctx.config, source.sentences, target_text.sentences)
+    dictionary = translation.user_dictionary(ctx.config)  # read once: the key's SHA-256 is what is used
+    settings = translation.settings(
+        ctx.config, source.sentences, target_text.sentences, dictionary=dictionary
+    )
 
     def build(folder: Path) -> dict[str, Any]:
         return translation.run_translation(
@@ -278,6 +281,7 @@ def translate(ctx: StageContext, source: Corpus, target_text: Corpus, lang: str)
             lexicon_file=folder / "lexicon.tsv",
             cache_dir=ctx.cache.root / "embeddings",
             progress=ctx.progress,
+            dictionary=dictionary,
         )
 
     inputs = {"source": source.key, "target_text": target_text.key}

@@ -54,12 +54,22 @@ def report_setting(dictionary: Any) -> dict[str, str] | None:
     return {"name": SETTING, "dictionary": str(dictionary.path), "sha256": dictionary.sha256}
 
 
+FROM_CONFIG: Any = object()
+"""Default of `dictionary` below: read `config.dictionary`. The stage reads it once and passes the same
+parse to both, so the key's SHA-256 is that of the pairs the translation used."""
+
+
 def settings(
-    config: PipelineConfig, source: Sequence[Sentence], target_text: Sequence[Sentence]
+    config: PipelineConfig,
+    source: Sequence[Sentence],
+    target_text: Sequence[Sentence],
+    *,
+    dictionary: Any = FROM_CONFIG,
 ) -> dict[str, Any]:
     """What decides the translation (for the stage key)."""
     out: dict[str, Any] = {"translate": translate_config(config, source, target_text).to_dict()}
-    dictionary = user_dictionary(config)
+    if dictionary is FROM_CONFIG:
+        dictionary = user_dictionary(config)
     if dictionary is not None:
         out["dictionary_sha256"] = dictionary.sha256
     return out
@@ -74,10 +84,14 @@ def run_translation(
     lexicon_file: Path,
     cache_dir: Path,
     progress: bool = True,
+    dictionary: Any = FROM_CONFIG,
 ) -> dict[str, Any]:
     """Translate the labelled source sentences word by word; write D_trans (CoNLL) and the lexicon (TSV)."""
     from unitrans.translate.lexicon import write_lexicon
     from unitrans.translate.word_translation import translate_corpus
+
+    if dictionary is FROM_CONFIG:
+        dictionary = user_dictionary(config)
 
     result = translate_corpus(
         list(source),
@@ -85,7 +99,7 @@ def run_translation(
         translate_config(config, source, target_text),
         cache_dir=cache_dir,
         progress=progress,
-        dictionary=user_dictionary(config),
+        dictionary=dictionary,
     )
     write_conll(out_file, result.sentences)
     write_lexicon(lexicon_file, result.lexicon)
