@@ -23,6 +23,7 @@ from unitrans.train.config import BATCH_BY, LOSS_WEIGHTINGS, TrainConfig, check_
 
 DEFAULT_DATA_DIR = Path(os.environ.get("UNITRANS_DATA_DIR", "../shared/data/conll"))
 MAIN_VARIANTS = ("src", "trans", "teach", "unitrans")
+STUDENT_INITS = ("pretrained", "src", "trans", "teach")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -54,6 +55,13 @@ class PipelineConfig:
     student_epochs: int = field(default=3, metadata=_help("Epochs of the distilled student."))
     teacher_lr: float = field(default=5e-5, metadata=_help("Learning rate of the teacher models."))
     student_lr: float = field(default=1e-4, metadata=_help("Learning rate of the student."))
+    student_init: str = field(
+        default="pretrained",
+        metadata=_help(
+            "What the student starts from: pretrained (the encoder, as published), or the weights of "
+            "a teacher of the same seed: src, trans or teach (beyond the paper; issue 17)."
+        ),
+    )
     batch_size: int = field(default=32, metadata=_help("Sentences per training batch."))
     batch_by: str = field(
         default=TrainConfig.batch_by,
@@ -199,6 +207,10 @@ class PipelineConfig:
         if not 0 <= self.average_last <= 1:
             raise UnitransError(f"expected average_last in [0, 1], found {self.average_last}")
         check_verify_mode(self.verify)
+        if self.student_init not in STUDENT_INITS:
+            raise UnitransError(
+                f"expected student_init among {', '.join(STUDENT_INITS)}, found {self.student_init!r}"
+            )
         if self.denoise not in ("none", "neighbours"):
             raise UnitransError(f"expected denoise among none, neighbours, found {self.denoise!r}")
         if self.denoise_k < 1:

@@ -39,11 +39,14 @@ def stage_graph(languages: dict[str, LanguageStages], config: PipelineConfig) ->
         (lg, seed, name) for lg in languages.values() for seed in config.seed_list for name in config.variants
     ]
     models: set[tuple[str, str, int]] = set()
+    init = config.student_init  # a student may start from a teacher of its seed
     for lg, seed, name in plan:
         v = VARIANTS[name]
-        for kind in v.models():
-            for s in lg.member_seeds(seed, v.ensemble):
-                models.update({(lg.lang, kind, s)} | ({(lg.lang, "src", s)} if kind == "teach" else set()))
+        kinds = [(k, s) for k in v.models() for s in lg.member_seeds(seed, v.ensemble)]
+        if v.is_student and init != "pretrained":
+            kinds.append((init, seed))
+        for kind, s in kinds:
+            models.update({(lg.lang, kind, s)} | ({(lg.lang, "src", s)} if kind == "teach" else set()))
     if config.denoise != "none":  # Θtrans's D_trans weights come from Θsrc of the same seed
         models.update((lang, "src", s) for lang, kind, s in list(models) if kind == "trans")
     first = next(iter(languages.values()))
@@ -86,6 +89,8 @@ def stage_graph(languages: dict[str, LanguageStages], config: PipelineConfig) ->
             needs = tuple(
                 ("dt", lg.lang, kind, s) for kind in v.models() for s in lg.member_seeds(seed, v.ensemble)
             )
+            if init != "pretrained":
+                needs += (_model_ident(lg.lang, init, seed),)
             if round_ > 1:  # the previous round's student teaches this one
                 needs += (_student_ident(lg.lang, name, seed, round_ - 1, on_text=True),)
                 tasks.append(GraphTask(

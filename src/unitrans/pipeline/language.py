@@ -249,8 +249,10 @@ class LanguageStages:
         soft = self.soft_targets(name, seed, round_)
         soft, hard = self.denoised(name, seed, soft, hard, round_)
         label = self.student_label(name, seed, round_)
+        kind = self.ctx.config.student_init
+        init = None if kind == "pretrained" else self.model(kind, seed)
         call = functools.partial(
-            stages.student, target_text=self.text, soft=soft, hard=hard, seed=seed, label=label
+            stages.student, target_text=self.text, soft=soft, hard=hard, seed=seed, label=label, init=init
         )
         return ("student", name, seed, round_), call
 

@@ -367,8 +367,10 @@ def student(
     hard: StageRecord | None,
     seed: int,
     label: str,
+    init: StageRecord | None = None,
 ) -> StageRecord:
-    """Distil a student from the pretrained encoder on D_T (Eq. 9): η·L_hard + L_soft."""
+    """Distil a student on D_T (Eq. 9): η·L_hard + L_soft, from the pretrained encoder (as published)
+    or from a teacher's weights (`init`, the `student_init` setting)."""
     cfg = ctx.config
     eta = cfg.eta if hard is not None else 0.0
     loss = DistillLoss(eta=eta, soft_weight=1.0 if soft is not None else 0.0)
@@ -391,6 +393,7 @@ def student(
             hard_labels=hard_labels,
             soft_targets=soft_targets,
             loss_fn=loss,
+            init=None if init is None else init.folder / "model",
             progress=ctx.progress,
             compact=True,
         )
@@ -402,6 +405,8 @@ def student(
         inputs["soft"] = soft.key
     if hard is not None:
         inputs["hard"] = hard.key
+    if init is not None:  # only then: keys of students from the pretrained encoder stay as they were
+        inputs["init"] = init.key
     work = target_text.words() * cfg.student_epochs
     return ctx.run("student", settings, inputs, build, label=label, seed=seed, resumable=True, work=work)
 
