@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from unitrans.errors import UnitransError
-from unitrans.pipeline.stages import read_probs
 from unitrans.pipeline.config import make_config
 from unitrans.pipeline.runner import run_pipeline
+from unitrans.pipeline.stages import read_probs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline"
 TINY = {"epochs": 3, "teach_epochs": 2, "student_epochs": 2, "batch_size": 2, "max_length": 32,
@@ -57,9 +57,7 @@ def test_student_from_teach_reuses_the_teachers_and_starts_from_teach(tiny_encod
     for got, want in zip(_test_probs(frozen, "unitrans"), _test_probs(frozen, "teach"), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-4)
     # from the pretrained encoder the same ~0 learning rate leaves a model that is not Θteach
-    scratch = run_pipeline(
-        _config(tiny_encoder_dir, tmp_path / "c", cache, student_lr=1e-12), progress=False
-    )
+    scratch = run_pipeline(_config(tiny_encoder_dir, tmp_path / "c", cache, student_lr=1e-12), progress=False)
     diff = max(
         float(np.abs(g - w).max())
         for g, w in zip(_test_probs(scratch, "unitrans"), _test_probs(scratch, "teach"), strict=True)
