@@ -17,7 +17,7 @@ from unitrans.errors import UnitransError
 from unitrans.model.tagger import load_tagger
 from unitrans.model.windows import make_windows
 from unitrans.model.word_states import word_states
-from unitrans.pipeline import stages
+from unitrans.pipeline import distillation, stages
 from unitrans.pipeline.cache import StageRecord
 from unitrans.pipeline.config import make_config
 from unitrans.pipeline.runner import run_pipeline
@@ -89,7 +89,7 @@ def test_default_leaves_model_and_student_keys_as_they_were(tiny_encoder_dir, tm
     stages.train_model(ctx, "trans", data, seed=1, lr=1e-3, epochs=1)
     soft = StageRecord("probs", "p", "k-soft", tmp_path, True, 0.0)
     hard = StageRecord("votes", "v", "k-hard", tmp_path, True, 0.0)
-    stages.student(ctx, data, soft=soft, hard=hard, seed=1, label="s")
+    distillation.student(ctx, data, soft=soft, hard=hard, seed=1, label="s")
     (_, settings, inputs), (_, s_settings, s_inputs) = ctx.calls
     # exactly the inputs and settings these stages had before denoising existed
     assert inputs == {"data": "k-data"}
@@ -150,8 +150,8 @@ def test_denoised_run_shares_what_it_can_and_reports_agreement(tiny_encoder_dir,
     rec = next(r for r in dn.records if r.stage == "denoise")
     soft = np.concatenate(stages.read_probs(rec))
     np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-5)
-    votes = np.concatenate(stages.read_votes(rec))
-    raw = np.concatenate(stages.read_votes(next(r for r in dn.records if r.stage == "votes")))
+    votes = np.concatenate(distillation.read_votes(rec))
+    raw = np.concatenate(distillation.read_votes(next(r for r in dn.records if r.stage == "votes")))
     kept = votes != -100
     assert np.array_equal(votes[kept], raw[kept]) and kept.sum() <= (raw != -100).sum()
     assert len(CONLL_LABELS) == soft.shape[1]

@@ -12,7 +12,7 @@ import pytest
 
 from unitrans.cli import main
 from unitrans.model.predict import load_probs
-from unitrans.pipeline import stages
+from unitrans.pipeline import distillation, stages
 from unitrans.pipeline.cache import StageCache
 from unitrans.pipeline.config import make_config
 from unitrans.pipeline.graph import planned_stages
@@ -256,14 +256,14 @@ def test_entity_share_counts_non_o_argmax_and_warns_on_disagreement(tmp_path, ca
 
     from unitrans.data import CONLL_LABELS
     from unitrans.model.predict import save_probs
-    from unitrans.pipeline import runner, stages
+    from unitrans.pipeline import runner
     from unitrans.pipeline.cache import StageRecord
 
     o, per = CONLL_LABELS.index("O"), CONLL_LABELS.index("B-PER")
     probs = [np.eye(len(CONLL_LABELS), dtype=np.float32)[[o, per, o, o]]]
     save_probs(tmp_path / "probs.npz", probs, list(CONLL_LABELS))
     record = StageRecord("probs", "de: src on D_T", "k", tmp_path, cached=False, seconds=0.0)
-    assert stages.entity_share(record) == 0.25
+    assert distillation.entity_share(record) == 0.25
     with caplog.at_level(logging.WARNING, logger="unitrans.pipeline.runner"):
         runner._warn_if_teachers_disagree("de", {"src": 0.10, "teach": 0.11, "trans": 0.12})
         assert not caplog.records

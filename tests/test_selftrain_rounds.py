@@ -16,7 +16,7 @@ from unitrans.data import CONLL_LABELS
 from unitrans.errors import UnitransError
 from unitrans.eval.report import diagnostics_lines
 from unitrans.model.predict import load_probs, save_probs
-from unitrans.pipeline import stages
+from unitrans.pipeline import distillation, stages
 from unitrans.pipeline.cache import StageCache, StageRecord
 from unitrans.pipeline.config import PipelineConfig, make_config
 from unitrans.pipeline.runner import RunResult, run_pipeline
@@ -64,7 +64,7 @@ def _probs(rec: StageRecord) -> list[np.ndarray]:
 
 
 def _votes(rec: StageRecord) -> list[np.ndarray]:
-    return stages.read_votes(rec)
+    return distillation.read_votes(rec)
 
 
 def _manifest(rec: StageRecord) -> dict:
@@ -142,11 +142,11 @@ def test_votes_stage_and_entity_share_on_a_hand_made_example(tmp_path):
         folder.mkdir()
         save_probs(folder / "probs.npz", [eye[list(s)] for s in sents], list(CONLL_LABELS))
         records[name] = StageRecord("probs", name, f"key-{name}", folder, cached=True, seconds=0.0)
-    rec = stages.votes(ctx, records, label="votes")
+    rec = distillation.votes(ctx, records, label="votes")
     # all four agree on words 1, 2 of sentence 1 and word 2 of sentence 2: 3 of 5 words
     assert rec.metrics["coverage"] == pytest.approx(3 / 5)
     assert [v.tolist() for v in _votes(rec)] == [[OUT, per, NO_HARD_LABEL], [NO_HARD_LABEL, OUT]]
-    shares = {k: stages.entity_share(r) for k, r in records.items()}
+    shares = {k: distillation.entity_share(r) for k, r in records.items()}
     assert shares == pytest.approx({"src": 2 / 5, "teach": 3 / 5, "trans": 2 / 5, "student": 1 / 5})
 
 

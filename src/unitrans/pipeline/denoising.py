@@ -3,7 +3,7 @@
 * `targets`: the student's targets on D_T denoised, from one soft teacher's probabilities (and the votes
   when the student learns from them), neighbours in that teacher's own representation space (CoLaDa finds
   the neighbours of D_T words with the model that labelled them). Writes probs.npz and votes.npz as
-  `probabilities`/`votes` do, so `stages.student` reads it as either.
+  `probabilities`/`votes` do, so `distillation.student` reads it as either.
 * `trans_weights`: CoLaDa's per-word weights for D_trans, neighbours in Θsrc's space (a model not trained
   on D_trans, so it has not memorised the labels being checked; CoLaDa's M_tgt, which is M_src in its
   first iteration). Θtrans and Θteach then train on D_trans with these weights.
@@ -27,7 +27,8 @@ from unitrans.errors import UnitransError
 from unitrans.model.predict import save_probs
 from unitrans.model.word_states import LAST_LAYERS, word_states
 from unitrans.pipeline.cache import StageRecord
-from unitrans.pipeline.stages import Corpus, StageContext, read_probs, read_votes
+from unitrans.pipeline.distillation import read_votes
+from unitrans.pipeline.stages import Corpus, StageContext, read_probs
 from unitrans.train import denoise
 from unitrans.train.distill import voting_coverage
 

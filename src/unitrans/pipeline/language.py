@@ -15,7 +15,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from unitrans.pipeline import denoising, stages
+from unitrans.pipeline import denoising, distillation, stages
 from unitrans.pipeline.cache import StageRecord
 from unitrans.pipeline.parallel import StageCall
 from unitrans.pipeline.stages import Corpus, StageContext
@@ -178,7 +178,7 @@ class LanguageStages:
         runs = [self.probs(self.model(kind, s), self.text, self.dt_label(kind, s)) for s in seeds]
         label = f"{self.lang}: {kind} ensemble of {len(seeds)} (seed {seed}) on D_T"
         return self._once(
-            ("avg", kind, seed, len(seeds)), lambda: stages.averaged(self.ctx, runs, label=label)
+            ("avg", kind, seed, len(seeds)), lambda: distillation.averaged(self.ctx, runs, label=label)
         )
 
     def dt_label(self, kind: str, seed: int) -> str:
@@ -205,7 +205,7 @@ class LanguageStages:
         else:
             key = ("votes", seed, v.ensemble, name, round_)
             label = f"{self.lang}: votes of {name} round {round_} (seed {seed})"
-        return self._once(key, lambda: stages.votes(self.ctx, voters, label=label))
+        return self._once(key, lambda: distillation.votes(self.ctx, voters, label=label))
 
     def soft_targets(self, name: str, seed: int, round_: int = 1) -> StageRecord | None:
         """The round's soft targets: the soft teacher's probabilities, averaged with the previous
@@ -214,13 +214,15 @@ class LanguageStages:
         if len(soft) <= 1:
             return soft[0] if soft else None
         label = f"{self.lang}: soft targets of {name} round {round_} (seed {seed})"
-        return self._once(("soft", name, seed, round_), lambda: stages.averaged(self.ctx, soft, label=label))
+        return self._once(
+            ("soft", name, seed, round_), lambda: distillation.averaged(self.ctx, soft, label=label)
+        )
 
     def entity_shares(self, teachers: dict[str, StageRecord]) -> dict[str, float]:
         """Each teacher's share of D_T words tagged as entities (read from the cached probabilities)."""
         for rec in teachers.values():
             if rec.key not in self._shares:
-                self._shares[rec.key] = stages.entity_share(rec)
+                self._shares[rec.key] = distillation.entity_share(rec)
         return {k: self._shares[rec.key] for k, rec in teachers.items()}
 
     def diagnostics(self, name: str, seed: int, round_: int) -> dict[str, Any]:
@@ -252,7 +254,13 @@ class LanguageStages:
         kind = self.ctx.config.student_init
         init = None if kind == "pretrained" else self.model(kind, seed)
         call = functools.partial(
-            stages.student, target_text=self.text, soft=soft, hard=hard, seed=seed, label=label, init=init
+            distillation.student,
+            target_text=self.text,
+            soft=soft,
+            hard=hard,
+            seed=seed,
+            label=label,
+            init=init,
         )
         return ("student", name, seed, round_), call
 

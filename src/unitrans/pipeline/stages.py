@@ -1,5 +1,5 @@
-"""The pipeline's stages, each one cached call: translation, model training, probabilities, votes,
-student distillation, evaluation.
+"""The pipeline's stages, each one cached call: translation, model training, probabilities,
+evaluation; the teacher–student stages (ensembles, votes, the student) are in `pipeline.distillation`.
 
 Every stage takes the keys of its inputs and its own settings, so `StageCache` can skip it when
 nothing it depends on changed. Target labels are read only by `evaluate` (test set); the target train
@@ -30,13 +30,6 @@ from unitrans.pipeline.cache import StageCache, StageRecord, hash_rows
 from unitrans.pipeline.config import PipelineConfig
 from unitrans.pipeline.eta import PlannedStage, RunProgress, duration, planned
 from unitrans.pipeline.parallel import NotCached
-from unitrans.train.distill import (
-    NO_HARD_LABEL,
-    DistillLoss,
-    agreement_votes,
-    average_probs,
-    voting_coverage,
-)
 from unitrans.train.supervised import TrainConfig, train_tagger
 
 logger = logging.getLogger(__name__)
@@ -311,104 +304,6 @@ def read_probs(rec: StageRecord) -> list[np.ndarray]:
     if list(labels) != list(CONLL_LABELS):
         raise UnitransError(f"{rec.folder}: labels {labels} differ from {list(CONLL_LABELS)}")
     return probs
-
-
-def averaged(ctx: StageContext, runs: Sequence[StageRecord], *, label: str) -> StageRecord:
-    """Eq. 14: a teacher ensemble's probabilities, the mean over its runs."""
-    if len(runs) == 1:
-        return runs[0]
-
-    def build(folder: Path) -> dict[str, Any]:
-        save_probs(folder / "probs.npz", average_probs([read_probs(r) for r in runs]), CONLL_LABELS)
-        return {"runs": len(runs)}
-
-    inputs = {f"run{i}": r.key for i, r in enumerate(runs)}
-    return ctx.run("ensemble", {}, inputs, build, label=label)
-
-
-def votes(ctx: StageContext, voters: Mapping[str, StageRecord], *, label: str) -> StageRecord:
-    """Eqs. 10–11: hard labels where every voter's argmax agrees (Θsrc, Θteach, Θtrans; from round 2 of
-    self-training also the previous student); records the coverage. Keyed by the voters' names, so
-    round 1's key is UniTrans's."""
-
-    def build(folder: Path) -> dict[str, Any]:
-        hard = agreement_votes([read_probs(r) for r in voters.values()])
-        offsets = np.concatenate([[0], np.cumsum([len(h) for h in hard])]).astype(np.int64)
-        flat = np.concatenate(hard) if hard else np.zeros(0, np.int64)
-        np.savez_compressed(folder / "votes.npz", hard=flat, offsets=offsets)
-        return {"coverage": voting_coverage(hard), "words": int(flat.size)}
-
-    inputs = {name: rec.key for name, rec in voters.items()}
-    return ctx.run("votes", {}, inputs, build, label=label)
-
-
-def entity_share(rec: StageRecord) -> float:
-    """Share of words a teacher tags as part of an entity (argmax not O). Label-free: a teacher far
-    above the others usually learned from translated data that does not look like target text."""
-    probs = read_probs(rec)
-    words = sum(len(p) for p in probs)
-    if words == 0:
-        return 0.0
-    outside = list(CONLL_LABELS).index("O")
-    return sum(int((p.argmax(-1) != outside).sum()) for p in probs) / words
-
-
-def read_votes(rec: StageRecord) -> list[np.ndarray]:
-    with np.load(rec.folder / "votes.npz") as data:
-        flat, offsets = data["hard"], data["offsets"]
-    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-
-
-def student(
-    ctx: StageContext,
-    target_text: Corpus,
-    *,
-    soft: StageRecord | None,
-    hard: StageRecord | None,
-    seed: int,
-    label: str,
-    init: StageRecord | None = None,
-) -> StageRecord:
-    """Distil a student on D_T (Eq. 9): η·L_hard + L_soft, from the pretrained encoder (as published)
-    or from a teacher's weights (`init`, the `student_init` setting)."""
-    cfg = ctx.config
-    eta = cfg.eta if hard is not None else 0.0
-    loss = DistillLoss(eta=eta, soft_weight=1.0 if soft is not None else 0.0)
-    tc = train_config(cfg, lr=cfg.student_lr, epochs=cfg.student_epochs, seed=seed)
-
-    def build(folder: Path) -> dict[str, Any]:
-        n = len(target_text.sentences)
-        if hard is not None:
-            hard_labels = read_votes(hard)
-        else:
-            hard_labels = [np.full(len(s), NO_HARD_LABEL) for s in target_text.sentences]
-        soft_targets = read_probs(soft) if soft is not None else None
-        if len(hard_labels) != n or (soft_targets is not None and len(soft_targets) != n):
-            raise UnitransError("teacher outputs do not cover the unlabelled target text")
-        train_tagger(
-            target_text.sentences,
-            folder / "model",
-            tc,
-            labels=CONLL_LABELS,
-            hard_labels=hard_labels,
-            soft_targets=soft_targets,
-            loss_fn=loss,
-            init=None if init is None else init.folder / "model",
-            progress=ctx.progress,
-            compact=True,
-        )
-        return {"sentences": n}
-
-    settings = {"eta": loss.eta, "soft_weight": loss.soft_weight, "train": tc.results_key()}
-    inputs = {"data": target_text.key}
-    if soft is not None:
-        inputs["soft"] = soft.key
-    if hard is not None:
-        inputs["hard"] = hard.key
-    if init is not None:  # only then: keys of students from the pretrained encoder stay as they were
-        inputs["init"] = init.key
-    work = target_text.words() * cfg.student_epochs
-    return ctx.run("student", settings, inputs, build, label=label, seed=seed, resumable=True, work=work)
 
 
 def evaluate(ctx: StageContext, probs: StageRecord, test: Corpus, *, label: str) -> StageRecord:
