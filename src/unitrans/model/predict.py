@@ -62,7 +62,7 @@ def predict_probs(
     runtime.pick_device(device)  # a missing device is one line before the model loads
     model, tokenizer = load_tagger(Path(model_dir))
     if max_length is None:
-        max_length = _checkpoint_max_length(Path(model_dir), model)
+        max_length = checkpoint_max_length(Path(model_dir), model)
     return predict_loaded(
         model,
         tokenizer,
@@ -118,7 +118,9 @@ def predict_loaded(
     return out
 
 
-def _checkpoint_max_length(model_dir: Path, model) -> int:
+def checkpoint_max_length(model_dir: Path, model) -> int:
+    """The window length a checkpoint was trained with (its metadata), else the encoder's limit up to 128:
+    prediction, tagging and word states cut text the way training did."""
     from unitrans.model.tagger import is_checkpoint, read_metadata
 
     if is_checkpoint(model_dir):

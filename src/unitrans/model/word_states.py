@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from unitrans.data import Sentence
 from unitrans.model import runtime
 from unitrans.model.architectures import family_of
-from unitrans.model.predict import _checkpoint_max_length, check_batch_size
+from unitrans.model.predict import check_batch_size, checkpoint_max_length
 from unitrans.model.tagger import embed, load_tagger
 from unitrans.model.windows import make_windows
 from unitrans.train.batching import flat_positions, pad_ids, sorted_batches
@@ -43,7 +43,7 @@ def word_states(
     check_batch_size(batch_size)
     dev = runtime.pick_device(device)
     model, tokenizer = load_tagger(Path(model_dir))
-    max_length = _checkpoint_max_length(Path(model_dir), model)
+    max_length = checkpoint_max_length(Path(model_dir), model)
     model.to(dev, dtype=torch.float32).eval()
     base = model.base_model
     family = family_of(base)

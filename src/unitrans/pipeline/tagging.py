@@ -141,14 +141,14 @@ class Tagger:
     """A checkpoint loaded once, tagging any number of line batches."""
 
     def __init__(self, model: Path, *, device: str | None = None) -> None:
-        from unitrans.model.predict import _checkpoint_max_length, model_labels
+        from unitrans.model.predict import checkpoint_max_length, model_labels
         from unitrans.model.tagger import load_tagger
 
         self.model_dir = resolve_model_dir(model)
         self.device = device
         self.labels = model_labels(self.model_dir)
         self.model, self.tokenizer = load_tagger(self.model_dir)
-        self.max_length = _checkpoint_max_length(self.model_dir, self.model)
+        self.max_length = checkpoint_max_length(self.model_dir, self.model)
 
     def tag_batch(self, lines: Sequence[tuple[int, str]]) -> list[TaggedLine]:
         """Tag (line number, text) pairs in one pass of the model; lines without words skip it."""
