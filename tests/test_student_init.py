@@ -56,6 +56,9 @@ def test_student_from_teach_reuses_the_teachers_and_starts_from_teach(tiny_encod
     assert teach.key in manifest
     for got, want in zip(_test_probs(frozen, "unitrans"), _test_probs(frozen, "teach"), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-4)
+    said = "started from the weights of its `teach` teacher"
+    assert said in (frozen.exports["es"]["unitrans"] / "README.md").read_text()  # the card says so
+    assert "started from the weights" not in (plain.exports["es"]["unitrans"] / "README.md").read_text()
     # from the pretrained encoder the same ~0 learning rate leaves a model that is not Θteach
     scratch = run_pipeline(_config(tiny_encoder_dir, tmp_path / "c", cache, student_lr=1e-12), progress=False)
     diff = max(

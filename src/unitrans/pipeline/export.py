@@ -182,6 +182,14 @@ def model_card(
         f"- Unlabelled text: the words of `{data / lang / 'train.txt'}` (its tags unread)"
         + (f", a fixed sample of {n_target} sentences" if n_target else "")
         + "; the translated training data is made from it word by word.",
+        *(
+            [
+                f"- The student started from the weights of its `{config.student_init}` teacher (beyond "
+                "the paper, whose student starts from the pretrained encoder)."
+            ]
+            if VARIANTS[variant].is_student and config.student_init != "pretrained"
+            else []
+        ),
         f"- This folder holds the seed-{seed} model. The command that made it:",
         "",
         "```",
