@@ -21,7 +21,7 @@ class Log:
         self.lock = threading.Lock()
         self.adopted: dict[tuple, str] = {}
 
-    def task(self, ident: tuple, needs: tuple = (), seconds: float = 0.0) -> GraphTask:
+    def task(self, ident: tuple, needs: tuple = (), seconds: float = 0.0, threads: int = 0) -> GraphTask:
         def call(ctx: object) -> str:
             with self.lock:
                 self.events.append(f"start {ident[0]}")
@@ -34,7 +34,7 @@ class Log:
             assert all(n in self.adopted for n in needs), f"{ident} made before its needs were adopted"
             return call, lambda rec: self.adopted.__setitem__(ident, rec)
 
-        return GraphTask(ident, needs, make)
+        return GraphTask(ident, needs, make, threads)
 
 
 class ThreadWorkers:
@@ -43,7 +43,7 @@ class ThreadWorkers:
     def __init__(self, ctx: object, workers: int) -> None:
         self.slots, self.pool = workers, ThreadPoolExecutor(workers)
 
-    def submit(self, call, label: str):
+    def submit(self, call, label: str, threads: int = 0):
         return self.pool.submit(call, None)
 
     def result(self, future, unfinished: list[str]):
@@ -115,3 +115,23 @@ def test_undeclared_needs_and_cycles_are_errors():
         StagePool(SimpleNamespace(), 1).run_graph(
             [log.task(("a",), needs=(("b",),)), log.task(("b",), needs=(("a",),))]
         )
+
+
+def test_a_lone_stage_waits_for_the_running_ones_and_runs_alone(threads_as_workers):
+    """`student_threads=all`: the student starts when nothing runs, nothing starts beside it, and the
+    stages listed after it wait (they would delay it); an earlier stage still runs first."""
+    log = Log()
+    tasks = [
+        log.task(("probs",), seconds=0.3),  # running when the student becomes ready
+        log.task(("votes",), seconds=0.05),
+        log.task(("student",), needs=(("votes",),), seconds=0.3, threads=2),
+        log.task(("test",), seconds=0.05),  # ready all along, listed after the student
+        log.task(("late",), seconds=0.05),
+    ]
+    StagePool(threads_as_workers, 2).run_graph(tasks)
+    ev = log.events
+    start, end = ev.index("start student"), ev.index("end student")
+    assert ev.index("end probs") < start  # waited for the running stage
+    assert end == start + 1  # nothing started or ended while it ran
+    assert ev.index("start test") > end and ev.index("start late") > end
+    assert len(log.adopted) == 5

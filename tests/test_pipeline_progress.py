@@ -109,7 +109,7 @@ def test_the_pool_announces_what_it_hands_to_workers(monkeypatch):
     class Threads:  # an executor (see parallel.Executor) running calls on threads
         slots, pool = 2, ThreadPoolExecutor(2)
 
-        def submit(self, call, label):
+        def submit(self, call, label, threads=0):
             return self.pool.submit(call, None)
 
         def result(self, future, unfinished):

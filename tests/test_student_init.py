@@ -4,12 +4,15 @@ teacher first even when the variant's own teachers do not include it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from unitrans.errors import UnitransError
+from unitrans.model.runtime import torch_threads
 from unitrans.pipeline.config import make_config
 from unitrans.pipeline.runner import run_pipeline
 from unitrans.pipeline.stages import read_probs
@@ -81,3 +84,33 @@ def test_graph_trains_the_init_teacher_a_variant_does_not_use(tiny_encoder_dir, 
     )
     assert two.results["es"] == one.results["es"]
     assert not any(r.cached for r in two.records)
+
+
+def test_student_threads_all_runs_the_student_alone_and_keys_its_threads(tiny_encoder_dir, tmp_path):
+    """`student_threads=all`: the student's key records its thread count (this process's: 1 here); two
+    workers give what one gives; the default student keeps its key."""
+    cache = tmp_path / "cache"
+    plain = run_pipeline(_config(tiny_encoder_dir, tmp_path / "a", cache), progress=False)
+    changes = {"student_threads": "all", "variants": ("src", "unitrans")}
+    one = run_pipeline(_config(tiny_encoder_dir, tmp_path / "b", cache, **changes), progress=False)
+    two = run_pipeline(
+        _config(tiny_encoder_dir, tmp_path / "c", tmp_path / "cache2", workers=2, **changes), progress=False
+    )
+    label = "es: student unitrans (seed 42)"
+    manifest = json.loads((_record(one, label).folder / "manifest.json").read_text())
+    assert manifest["settings"]["threads"] == torch.get_num_threads() == 1
+    plain_manifest = json.loads((_record(plain, label).folder / "manifest.json").read_text())
+    assert "threads" not in plain_manifest["settings"]
+    assert _record(one, label).key != _record(plain, label).key
+    assert two.results["es"]["unitrans"] == one.results["es"]["unitrans"]
+    with pytest.raises(UnitransError, match="student_threads among shared, all"):
+        make_config("paper", targets=("es",), student_threads="2")
+
+
+def test_torch_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    with torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with torch_threads(0):  # 0 leaves them as they are
+        assert torch.get_num_threads() == before

@@ -55,6 +55,15 @@ class PipelineConfig:
     student_epochs: int = field(default=3, metadata=_help("Epochs of the distilled student."))
     teacher_lr: float = field(default=5e-5, metadata=_help("Learning rate of the teacher models."))
     student_lr: float = field(default=1e-4, metadata=_help("Learning rate of the student."))
+    student_threads: str = field(
+        default="shared",
+        metadata=_help(
+            "shared: the student runs beside other stages with its share of the threads, like every "
+            "stage; all: it runs alone with all of this process's threads (nothing starts beside it), "
+            "faster when it is a run's last long stage (one target). Its numbers then depend on that "
+            "thread count, which its cache key records."
+        ),
+    )
     student_init: str = field(
         default="pretrained",
         metadata=_help(
@@ -207,6 +216,8 @@ class PipelineConfig:
         if not 0 <= self.average_last <= 1:
             raise UnitransError(f"expected average_last in [0, 1], found {self.average_last}")
         check_verify_mode(self.verify)
+        if self.student_threads not in ("shared", "all"):
+            raise UnitransError(f"expected student_threads among shared, all, found {self.student_threads!r}")
         if self.student_init not in STUDENT_INITS:
             raise UnitransError(
                 f"expected student_init among {', '.join(STUDENT_INITS)}, found {self.student_init!r}"

@@ -14,6 +14,7 @@ import numpy as np
 from unitrans.data.schemes import CONLL_LABELS
 from unitrans.errors import UnitransError
 from unitrans.model.predict import save_probs
+from unitrans.model.runtime import torch_threads
 from unitrans.pipeline.cache import StageRecord
 from unitrans.pipeline.stages import Corpus, StageContext, read_probs, train_config
 from unitrans.train.distill import (
@@ -81,9 +82,11 @@ def student(
     seed: int,
     label: str,
     init: StageRecord | None = None,
+    threads: int = 0,
 ) -> StageRecord:
     """Distil a student on D_T (Eq. 9): η·L_hard + L_soft, from the pretrained encoder (as published)
-    or from a teacher's weights (`init`, the `student_init` setting)."""
+    or from a teacher's weights (`init`, the `student_init` setting). `threads` > 0: it runs alone with that
+    many threads (`student_threads=all`), recorded in its key since the numbers depend on them."""
     cfg = ctx.config
     eta = cfg.eta if hard is not None else 0.0
     loss = DistillLoss(eta=eta, soft_weight=1.0 if soft is not None else 0.0)
@@ -98,18 +101,19 @@ def student(
         soft_targets = read_probs(soft) if soft is not None else None
         if len(hard_labels) != n or (soft_targets is not None and len(soft_targets) != n):
             raise UnitransError("teacher outputs do not cover the unlabelled target text")
-        train_tagger(
-            target_text.sentences,
-            folder / "model",
-            tc,
-            labels=CONLL_LABELS,
-            hard_labels=hard_labels,
-            soft_targets=soft_targets,
-            loss_fn=loss,
-            init=None if init is None else init.folder / "model",
-            progress=ctx.progress,
-            compact=True,
-        )
+        with torch_threads(threads):
+            train_tagger(
+                target_text.sentences,
+                folder / "model",
+                tc,
+                labels=CONLL_LABELS,
+                hard_labels=hard_labels,
+                soft_targets=soft_targets,
+                loss_fn=loss,
+                init=None if init is None else init.folder / "model",
+                progress=ctx.progress,
+                compact=True,
+            )
         return {"sentences": n}
 
     settings = {"eta": loss.eta, "soft_weight": loss.soft_weight, "train": tc.results_key()}
@@ -120,5 +124,7 @@ def student(
         inputs["hard"] = hard.key
     if init is not None:  # only then: keys of students from the pretrained encoder stay as they were
         inputs["init"] = init.key
+    if threads:  # likewise: a student sharing the threads keeps its key
+        settings["threads"] = threads
     work = target_text.words() * cfg.student_epochs
     return ctx.run("student", settings, inputs, build, label=label, seed=seed, resumable=True, work=work)

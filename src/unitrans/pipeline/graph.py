@@ -15,7 +15,7 @@ from unitrans.pipeline.cache import StageRecord
 from unitrans.pipeline.config import PipelineConfig
 from unitrans.pipeline.eta import PlannedStage
 from unitrans.pipeline.language import LanguageStages
-from unitrans.pipeline.parallel import GraphTask, StageCall
+from unitrans.pipeline.parallel import GraphTask, StageCall, lone_threads
 from unitrans.pipeline.stages import Corpus, StageContext
 from unitrans.pipeline.variants import VARIANTS, report_rows
 
@@ -103,6 +103,7 @@ def stage_graph(languages: dict[str, LanguageStages], config: PipelineConfig) ->
             tasks.append(GraphTask(
                 _student_ident(lg.lang, name, seed, round_), needs,
                 lambda lg=lg, name=name, seed=seed, r=round_: adopted(lg, *lg.student_call(name, seed, r)),
+                threads=lone_threads(config.student_threads),
             ))  # fmt: skip
     for lg, seed, name in plan:
         v = VARIANTS[name]

@@ -17,7 +17,7 @@ from typing import Any
 
 from unitrans.pipeline import denoising, distillation, stages
 from unitrans.pipeline.cache import StageRecord
-from unitrans.pipeline.parallel import StageCall
+from unitrans.pipeline.parallel import StageCall, lone_threads
 from unitrans.pipeline.stages import Corpus, StageContext
 from unitrans.pipeline.variants import TEACHERS, VARIANTS
 from unitrans.train.selftrain import RoundTeachers, round_teachers
@@ -261,6 +261,7 @@ class LanguageStages:
             seed=seed,
             label=label,
             init=init,
+            threads=lone_threads(self.ctx.config.student_threads),
         )
         return ("student", name, seed, round_), call
 

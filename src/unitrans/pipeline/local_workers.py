@@ -187,7 +187,8 @@ class LocalWorkers:
     def slots(self) -> int:
         return self.workers
 
-    def submit(self, call: StageCall, label: str) -> Future[StageRecord]:
+    def submit(self, call: StageCall, label: str, threads: int = 0) -> Future[StageRecord]:
+        """`threads` > 0: a lone stage, which sets its own threads in the worker (`runtime.torch_threads`)."""
         if self._pool is None:
             import torch
 

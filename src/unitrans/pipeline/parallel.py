@@ -73,6 +73,12 @@ def stage_threads(workers: int) -> int:
     return max(1, torch.get_num_threads() // workers)
 
 
+def lone_threads(setting: str) -> int:
+    """Threads of a stage that runs alone (`student_threads=all`): all of this process's; 0 for a stage
+    that shares them ("shared"). Decided from settings and the machine, never from what else runs."""
+    return stage_threads(1) if setting == "all" else 0
+
+
 class Executor(Protocol):
     """Where `StagePool.run_graph` sends the stages that have to run: submit a call, get a future."""
 
@@ -81,7 +87,10 @@ class Executor(Protocol):
         """How many stages may run at once (asked only when a stage is about to be submitted)."""
         ...
 
-    def submit(self, call: StageCall, label: str) -> Future[StageRecord]: ...
+    def submit(self, call: StageCall, label: str, threads: int = 0) -> Future[StageRecord]:
+        """Run `call`; `threads` > 0 for a stage that runs alone with that many threads (it sets them
+        itself; an executor that reserves CPUs reserves that many)."""
+        ...
 
     def result(self, future: Future[StageRecord], unfinished: list[str]) -> StageRecord:
         """The record of a finished future; a worker that vanished is one line naming a stage among
@@ -175,7 +184,10 @@ class StagePool:
                         call, adopt = task.make()
                         made[task.ident] = (call, adopt, self._cached(call))
                     call, adopt, rec = made[task.ident]
-                    if rec is None and len(running) >= executor.slots:
+                    if rec is None and task.threads and running:
+                        break  # a lone stage waits for the running ones; nothing later starts before it
+                    busy = len(running) >= executor.slots or any(t.threads for t, _, _ in running.values())
+                    if rec is None and busy:  # all slots taken, or a lone stage runs: nothing beside it
                         continue
                     waiting.remove(task)
                     progressed = True
@@ -184,7 +196,7 @@ class StagePool:
                         done.add(task.ident)
                         break  # what it unlocked comes before later tasks
                     label = call_label(call, self.ctx.config)
-                    running[executor.submit(call, label)] = (task, adopt, label)
+                    running[executor.submit(call, label, task.threads)] = (task, adopt, label)
                     if self.on_start is not None:
                         self.on_start(label)
             if not running:
@@ -207,6 +219,9 @@ class GraphTask:
     ident: tuple
     needs: tuple[tuple, ...]
     make: Callable[[], tuple[StageCall, Callable[[StageRecord], None]]]
+    threads: int = 0
+    """0: runs beside others with its share of the threads; n > 0: runs alone, with n threads (it waits
+    until nothing runs, and nothing starts beside it)."""
 
 
 def _in_dependency_order(tasks: list[GraphTask]) -> list[GraphTask]:

@@ -97,6 +97,7 @@ class RayStages:
         self._slots = max(1, int(slots))
         task = ray.remote(_stage_task).options(num_cpus=threads, num_gpus=gpus)
         self._remote = (task, threads, _log_setup(), worker_args(self.ctx))
+        self._biggest = int(biggest)
         logger.info(
             "Ray: %d node(s), stages with %d CPU(s)%s each, up to %d at once",
             len(nodes), threads, " and 1 GPU" if gpus else "", self._slots,
@@ -108,11 +109,13 @@ class RayStages:
             self._connect()
         return self._slots
 
-    def submit(self, call: StageCall, label: str) -> Future[StageRecord]:
+    def submit(self, call: StageCall, label: str, threads: int = 0) -> Future[StageRecord]:
         if self._remote is None:
             self._connect()
-        task, threads, logs, args = self._remote
-        return task.remote(threads, logs, args, call, label).future()
+        task, shared, logs, args = self._remote
+        if threads:  # a lone stage sets its own threads; it reserves as many CPUs as one node has
+            task = task.options(num_cpus=min(threads, self._biggest))
+        return task.remote(shared, logs, args, call, label).future()
 
     def result(self, future: Future[StageRecord], unfinished: list[str]) -> StageRecord:
         exceptions = self.ray.exceptions
