@@ -24,6 +24,7 @@ def test_presets():
         and quick.student_epochs == 3
         and quick.max_source_sentences > 0
         and quick.student_init == "teach"
+        and quick.student_threads == "all"
     )
     assert paper.student_init == "pretrained"  # UniTrans as published
     assert make_config("quick", targets=("es",), epochs=None).epochs == 2  # None keeps the preset's value

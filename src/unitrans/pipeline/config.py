@@ -279,6 +279,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # moved it < 1 point). Started from Θteach's weights it reached 85.1 (from Θsrc's 84.3), in the same
         # time (benchmarks/README.md, "Student initialisation"). `paper` keeps the published start.
         "student_init": "teach",
+        # One target: the student is the run's last long stage and ran alone on one of two threads (362 of
+        # 618 s for Spanish); with all threads it runs alone, faster (benchmarks/README.md).
+        "student_threads": "all",
         # One epoch of 2000 sentences is 63 steps at batch 32: too few to learn more than "all O" at
         # lr 5e-5 (Θsrc: 0 F1 on es). Sized on *source* data only (2000 en train sentences, scored on
         # 600 en dev sentences): batch 8 at lr 1e-4 gave 0.70 F1, batch 16 at 2e-4 gave 0.30.
