@@ -21,7 +21,7 @@ def test_presets():
     assert (
         quick.variants == MAIN_VARIANTS
         and quick.epochs == 2
-        and quick.student_epochs == 3
+        and quick.student_epochs == 1
         and quick.max_source_sentences > 0
         and quick.student_init == "teach"
         and quick.student_threads == "all"
