@@ -187,3 +187,29 @@ def test_importing_unitrans_does_not_import_ray():
         capture_output=True,
     )
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_a_lone_stage_reserves_its_threads_up_to_a_node(monkeypatch):
+    """`student_threads=all`: the stage sets its own threads; on Ray it reserves that many CPUs, at most one
+    node's (more would never be scheduled); other stages keep the shared reservation."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    stages = _stages(FakeRay(cpus=4), monkeypatch, workers=2)
+    assert stages.slots == 4
+    sent: list[tuple[dict, int]] = []
+
+    class Task:
+        def __init__(self, options: dict | None = None) -> None:
+            self.given = options or {}
+
+        def options(self, **kw):
+            return Task(kw)
+
+        def remote(self, shared, *rest):
+            sent.append((self.given, shared))
+            return SimpleNamespace(future=lambda: "future")
+
+    stages._remote = (Task(), 1, None, ())
+    assert stages.submit(lambda ctx: None, "shared") == "future"
+    stages.submit(lambda ctx: None, "lone", 2)
+    stages.submit(lambda ctx: None, "too big", 16)
+    assert sent == [({}, 1), ({"num_cpus": 2}, 1), ({"num_cpus": 4}, 1)]
