@@ -40,6 +40,7 @@ def stage_graph(languages: dict[str, LanguageStages], config: PipelineConfig) ->
     ]
     models: set[tuple[str, str, int]] = set()
     init = config.student_init  # a student may start from a teacher of its seed
+    student_threads = lone_threads(config.student_threads)  # > 0: each student runs alone
     for lg, seed, name in plan:
         v = VARIANTS[name]
         kinds = [(k, s) for k in v.models() for s in lg.member_seeds(seed, v.ensemble)]
@@ -103,7 +104,7 @@ def stage_graph(languages: dict[str, LanguageStages], config: PipelineConfig) ->
             tasks.append(GraphTask(
                 _student_ident(lg.lang, name, seed, round_), needs,
                 lambda lg=lg, name=name, seed=seed, r=round_: adopted(lg, *lg.student_call(name, seed, r)),
-                threads=lone_threads(config.student_threads),
+                threads=student_threads,
             ))  # fmt: skip
     for lg, seed, name in plan:
         v = VARIANTS[name]
