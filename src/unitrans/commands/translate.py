@@ -16,6 +16,12 @@ from unitrans.errors import UnitransError
 lexicon_app = typer.Typer(help="Induce and evaluate bilingual lexicons (CSLS).", no_args_is_help=True)
 
 ENCODER = typer.Option("me5-small", "--encoder", help="Encoder deriving word vectors (name or folder).")
+OTHER_ENCODERS = typer.Option(
+    [],
+    "--other-encoder",
+    help="A further encoder (repeatable) whose word vectors compete with --encoder's; the label-free "
+    "criterion picks the encoder and layer.",
+)
 SRC_EMB = typer.Option(None, "--src-emb", help="Source fastText/word2vec .vec file (with --tgt-emb).")
 TGT_EMB = typer.Option(None, "--tgt-emb", help="Target fastText/word2vec .vec file (with --src-emb).")
 MAX_VOCAB = typer.Option(200_000, "--max-vocab", help="Most frequent words kept per side.")
@@ -101,6 +107,7 @@ def translate(
     ),
     contextual_k: int = typer.Option(5, "--contextual-k", help="Candidates per word for --contextual."),
     encoder: str = ENCODER,
+    other_encoder: list[str] = OTHER_ENCODERS,
     src_emb: Path | None = SRC_EMB,
     tgt_emb: Path | None = TGT_EMB,
     max_vocab: int = MAX_VOCAB,
@@ -130,6 +137,7 @@ def translate(
         refinement_rounds,
         criterion=criterion,
         borrowing_ratio=borrowing_ratio,
+        other_encoders=tuple(other_encoder),
         casing=casing,
         keep_person_names=keep_person_names,
         min_csls=min_csls,
@@ -161,6 +169,7 @@ def induce(
     out: Path = typer.Option(..., "--out", help="Lexicon TSV: source, target, CSLS score."),
     dictionary: Path | None = DICTIONARY,
     encoder: str = ENCODER,
+    other_encoder: list[str] = OTHER_ENCODERS,
     src_emb: Path | None = SRC_EMB,
     tgt_emb: Path | None = TGT_EMB,
     max_vocab: int = MAX_VOCAB,
@@ -191,6 +200,7 @@ def induce(
         refinement_rounds,
         criterion=criterion,
         borrowing_ratio=borrowing_ratio,
+        other_encoders=tuple(other_encoder),
     )
     user_dict = _dictionary(dictionary, config)
     alignment, _ = build_alignment(
@@ -223,6 +233,7 @@ def evaluate(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     encoder: str = ENCODER,
+    other_encoder: list[str] = OTHER_ENCODERS,
     src_emb: Path | None = SRC_EMB,
     tgt_emb: Path | None = TGT_EMB,
     max_vocab: int = MAX_VOCAB,
@@ -239,7 +250,7 @@ def evaluate(
     zero-resource map: there is no --dictionary here)."""
     from unitrans.data import read_unlabelled
     from unitrans.translate.lexicon import evaluate_lexicon, read_dictionary
-    from unitrans.translate.word_translation import build_alignment
+    from unitrans.translate.word_translation import choose_encoder
 
     config = _config(
         encoder,
@@ -253,18 +264,19 @@ def evaluate(
         refinement_rounds,
         criterion=criterion,
         borrowing_ratio=borrowing_ratio,
+        other_encoders=tuple(other_encoder),
     )
     gold = read_dictionary(dictionary, lowercase=config.lowercase)
-    alignment, _ = build_alignment(
+    choice = choose_encoder(
         read_unlabelled(source_text), read_unlabelled(target_text), config, cache_dir=cache_dir
     )
+    alignment, chosen = choice.alignment, choice.config.encoder
     scores = evaluate_lexicon(alignment, gold, csls_k=config.csls_k, max_source_rank=max_source_rank)
     if as_json:
-        typer.echo(
-            json.dumps({**scores.to_dict(), "layer": alignment.layer, "criterion": alignment.criterion})
-        )
+        where = {"encoder": chosen, "layer": alignment.layer, "criterion": alignment.criterion}
+        typer.echo(json.dumps({**scores.to_dict(), **where}))
         return
-    typer.echo(f"{scores.sources} source words, {scores.pairs} pairs; layer {alignment.layer}")
+    typer.echo(f"{scores.sources} source words, {scores.pairs} pairs; {chosen}, layer {alignment.layer}")
     for method in ("nn", "csls"):
         values = getattr(scores, method)
         typer.echo(f"{method:5s} " + "  ".join(f"{k}={v:.3f}" for k, v in values.items()))

@@ -96,6 +96,14 @@ class PipelineConfig:
         default=None,
         metadata=_help("Encoder layers tried for word vectors (None: the translate package's default set)."),
     )
+    translate_encoders: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "Further encoders (names or folders) whose word vectors compete with the run's encoder's for "
+            "the word translation, e.g. embeddinggemma-300m; the label-free criterion picks the encoder and "
+            "layer. The tagger keeps the run's encoder."
+        ),
+    )
     casing: str = field(
         default="target",
         metadata=_help(
@@ -194,6 +202,8 @@ class PipelineConfig:
             raise UnitransError(f"cannot export {', '.join(outside)}: not among the variants run")
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
+        encoders = tuple(dict.fromkeys(map(str, self.translate_encoders)))
+        object.__setattr__(self, "translate_encoders", encoders)
         if self.translate_layers is not None:
             object.__setattr__(self, "translate_layers", tuple(int(x) for x in self.translate_layers))
         if self.cache_dir is not None:

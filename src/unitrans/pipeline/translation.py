@@ -29,6 +29,7 @@ def translate_config(
     casing = resolve_casing(config.casing, source, target_text)
     return TranslateConfig(
         encoder=config.encoder,
+        other_encoders=tuple(e for e in config.translate_encoders if e != config.encoder),
         layers=config.translate_layers,
         casing=casing,
         contextual=config.contextual_translation,

@@ -45,6 +45,13 @@ class TranslateConfig:
     """Embeddings, map and copy/casing policies of the word-by-word translation."""
 
     encoder: str = field(default="me5-small", metadata=_help("Encoder deriving the type embeddings."))
+    other_encoders: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "Further encoders whose type embeddings compete with `encoder`'s: every candidate layer of "
+            "each is aligned and the label-free criterion picks the encoder and layer (ties: `encoder`)."
+        ),
+    )
     src_emb: str | None = field(default=None, metadata=_help("Source .vec file instead of the encoder."))
     tgt_emb: str | None = field(default=None, metadata=_help("Target .vec file instead of the encoder."))
     max_vocab: int = field(default=DEFAULT_MAX_VOCAB, metadata=_help("Most frequent words kept per side."))
@@ -92,6 +99,13 @@ class TranslateConfig:
             raise UnitransError(
                 "the contextual choice needs encoder-derived vectors, not --src-emb/--tgt-emb"
             )
+        if self.other_encoders and self.src_emb is not None:
+            raise UnitransError(
+                "other encoders compete with encoder-derived vectors, not --src-emb/--tgt-emb"
+            )
+        object.__setattr__(self, "other_encoders", tuple(dict.fromkeys(self.other_encoders)))
+        if self.encoder in self.other_encoders:
+            raise UnitransError(f"{self.encoder!r} is the encoder already; other_encoders lists the rest")
         if self.contextual_k < 1:
             raise UnitransError(f"contextual_k must be >= 1, got {self.contextual_k}")
         self.align_config()  # validates the map settings
@@ -118,8 +132,11 @@ class TranslateConfig:
 
     def to_dict(self) -> dict[str, object]:
         """The settings (a stage's cache key). The contextual settings appear only when the choice is on,
-        so the keys of runs without it are those of the versions before it (their caches stay valid)."""
+        so the keys of runs without it are those of the versions before it (their caches stay valid); the
+        same holds for `other_encoders`."""
         data = asdict(self)
+        if not self.other_encoders:
+            del data["other_encoders"]
         if not self.contextual:
             del data["contextual"], data["contextual_k"]
         return data
@@ -164,9 +181,52 @@ def build_alignment(
 ) -> tuple[Alignment, dict[int, float]]:
     """Embeddings for both sides (files or encoder) and the best map between them (unsupervised, or
     also seeded by a user's dictionary, read with the config's `lowercase`)."""
-    src, tgt = word_vectors(source, target_text, config, cache_dir=cache_dir, progress=progress)
     seed = dictionary.pairs if dictionary is not None else ()
-    return select_and_align(src, tgt, config.align_config(), seed_words=seed)
+    choice = choose_encoder(source, target_text, config, cache_dir=cache_dir, progress=progress, seed=seed)
+    return choice.alignment, choice.criteria[choice.config.encoder]
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """The encoder whose word vectors align best: `config` names it as `encoder` (so the contextual choice
+    reads the same encoder), with its alignment, its source vectors per layer, and every encoder's
+    criterion per layer."""
+
+    config: TranslateConfig
+    alignment: Alignment
+    src_layers: dict[int, WordEmbeddings]
+    criteria: dict[str, dict[int, float]]
+
+
+def choose_encoder(
+    source: Sequence[Sentence],
+    target_text: Sequence[Sentence],
+    config: TranslateConfig,
+    *,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+    seed: Sequence[tuple[str, str]] = (),
+) -> EncoderChoice:
+    """Align `config.encoder`'s layers and those of each of `config.other_encoders`; keep the best
+    (alignment, layer) by the label-free criterion, the same one that picks a layer within an encoder
+    (the mutual-neighbour rate is a share of the same word lists, so it compares across encoders too).
+    Word vectors only: the tagger keeps the run's encoder."""
+    criteria: dict[str, dict[int, float]] = {}
+    choices = []
+    for name in (config.encoder, *config.other_encoders):
+        candidate = replace(config, encoder=name, other_encoders=())
+        src, tgt = word_vectors(source, target_text, candidate, cache_dir=cache_dir, progress=progress)
+        alignment, criteria[name] = select_and_align(src, tgt, candidate.align_config(), seed_words=seed)
+        choices.append(EncoderChoice(candidate, alignment, src, criteria))
+    best = max(choices, key=lambda c: c.alignment.criterion)  # the first of equals: `encoder`
+    if config.other_encoders:
+        chosen = best.config.encoder
+        logger.info(
+            "criterion per encoder %s -> %s",
+            {c.config.encoder: round(c.alignment.criterion, 4) for c in choices},
+            chosen,
+        )
+    return best
 
 
 def casing_pattern(word: str) -> str:
@@ -298,9 +358,10 @@ def translate_corpus(
     casing = resolve_casing(config.casing, source, target_text)
     if casing != config.casing:
         config = replace(config, casing=casing)
-    src_layers, tgt_layers = word_vectors(source, target_text, config, cache_dir=cache_dir, progress=progress)
     seed = dictionary.pairs if dictionary is not None else ()
-    alignment, criteria = select_and_align(src_layers, tgt_layers, config.align_config(), seed_words=seed)
+    choice = choose_encoder(source, target_text, config, cache_dir=cache_dir, progress=progress, seed=seed)
+    config, alignment, src_layers = choice.config, choice.alignment, choice.src_layers
+    criteria = choice.criteria[config.encoder]
     lexicon = induce_lexicon(alignment, k=config.csls_k, progress=progress)
     if dictionary is not None:
         lexicon = override_lexicon(lexicon, dictionary)
@@ -345,6 +406,12 @@ def translate_corpus(
             dictionary_seed_pairs=alignment.dictionary_pairs,
             dictionary_entries=len(lexicon.from_dictionary),
         )
+    if len(choice.criteria) > 1:
+        stats["encoder"] = config.encoder
+        stats["criterion_per_encoder"] = {
+            name: {str(k): round(v, 5) for k, v in per_layer.items()}
+            for name, per_layer in choice.criteria.items()
+        }
     if config.contextual:
         stats["contextual_k"] = config.contextual_k
     logger.info("translated %d of %d tokens (%s)", counts["translated"], tokens, dict(counts))
