@@ -21,6 +21,9 @@ from unitrans.pipeline.parallel import EXECUTORS
 from unitrans.pipeline.variants import VARIANTS, check_variants
 from unitrans.train.config import BATCH_BY, LOSS_WEIGHTINGS, TrainConfig, check_finite
 
+SOFT_LOSSES = ("mse", "kl")
+"""Names of `train.distill.SOFT_LOSSES` (not imported here: that would load torch to parse a config)."""
+
 DEFAULT_DATA_DIR = Path(os.environ.get("UNITRANS_DATA_DIR", "../shared/data/conll"))
 MAIN_VARIANTS = ("src", "trans", "teach", "unitrans")
 STUDENT_INITS = ("pretrained", "src", "trans", "teach")
@@ -43,6 +46,13 @@ class PipelineConfig:
     seed: int = field(default=42, metadata=_help("First seed."))
     ensemble: int = field(default=3, metadata=_help("M, teacher runs averaged by the ensemble variant."))
     eta: float = field(default=1.0, metadata=_help("η, weight of the hard loss (Eq. 9)."))
+    soft_loss: str = field(
+        default="mse",
+        metadata=_help(
+            "The student's soft loss: mse (the paper's Eq. 12) or kl, KL(teacher ‖ student) per word, whose "
+            "far larger gradient holds the student to its teacher where the votes give no hard label."
+        ),
+    )
     rounds: int = field(
         default=1,
         metadata=_help(
@@ -247,6 +257,9 @@ class PipelineConfig:
         for name in ("max_source_sentences", "max_target_sentences"):
             if getattr(self, name) < 0:
                 raise UnitransError(f"expected {name} ≥ 0 (0 = all), found {getattr(self, name)}")
+        if self.soft_loss not in SOFT_LOSSES:
+            names = ", ".join(SOFT_LOSSES)
+            raise UnitransError(f"expected soft_loss among {names}, found {self.soft_loss!r}")
         if self.eta < 0:
             raise UnitransError(f"expected eta ≥ 0, found {self.eta}")
         if not (self.teacher_lr > 0 and self.student_lr > 0):

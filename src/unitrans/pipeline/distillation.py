@@ -89,7 +89,7 @@ def student(
     many threads (`student_threads=all`), recorded in its key since the numbers depend on them."""
     cfg = ctx.config
     eta = cfg.eta if hard is not None else 0.0
-    loss = DistillLoss(eta=eta, soft_weight=1.0 if soft is not None else 0.0)
+    loss = DistillLoss(eta=eta, soft_weight=1.0 if soft is not None else 0.0, soft=cfg.soft_loss)
     tc = train_config(cfg, lr=cfg.student_lr, epochs=cfg.student_epochs, seed=seed)
 
     def build(folder: Path) -> dict[str, Any]:
@@ -117,6 +117,8 @@ def student(
         return {"sentences": n}
 
     settings = {"eta": loss.eta, "soft_weight": loss.soft_weight, "train": tc.results_key()}
+    if soft is not None and loss.soft != "mse":  # the paper's MSE keeps the keys it always had
+        settings["soft_loss"] = loss.soft
     inputs = {"data": target_text.key}
     if soft is not None:
         inputs["soft"] = soft.key

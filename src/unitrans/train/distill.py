@@ -38,6 +38,25 @@ def soft_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torc
     return ((teacher_probs.to(p_stu.dtype) - p_stu) ** 2).mean(dim=-1).sum() / n
 
 
+def soft_loss_kl(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
+    """Beyond the paper: (1/N) Σ_i KL(p_teach(x_i) ‖ p_stu(x_i)), Hinton et al.'s distillation loss at T = 1.
+
+    Its gradient on a word's logits is (p_stu − p_teach)/N, where Eq. 12's MSE gives (2/L)·Σ_c (p_stu,c −
+    p_teach,c)·∂p_stu,c/∂z: far smaller, so under MSE the words without a hard label (the teachers
+    disagree: mostly entity words) barely constrain the student. Terms with p_teach = 0 contribute 0.
+    """
+    n = student_logits.shape[0]
+    if n == 0:
+        return student_logits.sum() * 0.0
+    log_p = torch.log_softmax(student_logits.float(), dim=-1)
+    p_t = teacher_probs.to(log_p.dtype)
+    return (torch.xlogy(p_t, p_t) - p_t * log_p).sum() / n
+
+
+SOFT_LOSSES = {"mse": soft_loss, "kl": soft_loss_kl}
+"""The soft loss by name: `mse` is the paper's Eq. 12, `kl` the distillation loss beyond it."""
+
+
 def hard_loss(student_logits: torch.Tensor, hard_labels: torch.Tensor) -> torch.Tensor:
     """Eq. 13: (1/N) Σ I(x_i)·CE(ŷ_i, p_stu(x_i)); words with id NO_HARD_LABEL contribute 0."""
     n = student_logits.shape[0]
@@ -57,13 +76,15 @@ def sentence_loss(
     *,
     eta: float = 1.0,
     soft_weight: float = 1.0,
+    soft: str = "mse",
 ) -> torch.Tensor:
-    """The summand of Eq. 9: η·L_hard + L_soft (`soft_weight` = 0 drops L_soft for the no-soft ablation)."""
+    """The summand of Eq. 9: η·L_hard + L_soft (`soft_weight` = 0 drops L_soft for the no-soft ablation;
+    `soft` names L_soft in SOFT_LOSSES)."""
     loss = eta * hard_loss(student_logits, hard_labels)
     if soft_weight:
         if teacher_probs is None:
             raise ValueError("the soft loss needs teacher probabilities")
-        loss = loss + soft_weight * soft_loss(student_logits, teacher_probs)
+        loss = loss + soft_weight * SOFT_LOSSES[soft](student_logits, teacher_probs)
     return loss
 
 
@@ -84,20 +105,24 @@ def corpus_loss(
 class DistillLoss:
     """The student's `WordLoss` for `train_tagger`: Eq. 9 on the words of a batch.
 
-    `eta` weighs the hard loss (η = 0 is the no-hard ablation); `soft_weight` = 0 is the no-soft one.
+    `eta` weighs the hard loss (η = 0 is the no-hard ablation); `soft_weight` = 0 is the no-soft one;
+    `soft` is the soft loss's name in SOFT_LOSSES (the paper's `mse` by default).
     """
 
     eta: float = 1.0
     soft_weight: float = 1.0
+    soft: str = "mse"
 
     def __post_init__(self) -> None:
+        if self.soft not in SOFT_LOSSES:
+            raise ValueError(f"soft loss must be one of {', '.join(SOFT_LOSSES)}, got {self.soft!r}")
         if self.eta < 0 or self.soft_weight < 0:
             raise ValueError(f"loss weights must be ≥ 0, got eta={self.eta}, soft_weight={self.soft_weight}")
         if self.eta == 0 and self.soft_weight == 0:
             raise ValueError("eta and soft_weight are both 0: nothing to learn from")
 
     def __call__(self, logits: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor | None) -> torch.Tensor:
-        return sentence_loss(logits, hard, soft, eta=self.eta, soft_weight=self.soft_weight)
+        return sentence_loss(logits, hard, soft, eta=self.eta, soft_weight=self.soft_weight, soft=self.soft)
 
 
 def vote_hard_labels(
