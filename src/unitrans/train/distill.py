@@ -48,7 +48,7 @@ def soft_loss_kl(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> t
     n = student_logits.shape[0]
     if n == 0:
         return student_logits.sum() * 0.0
-    log_p = torch.log_softmax(student_logits.float(), dim=-1)
+    log_p = torch.log_softmax(student_logits, dim=-1)
     p_t = teacher_probs.to(log_p.dtype)
     return (torch.xlogy(p_t, p_t) - p_t * log_p).sum() / n
 
