@@ -16,6 +16,7 @@ from unitrans.train.distill import (
     hard_loss,
     sentence_loss,
     soft_loss,
+    soft_loss_kl,
     vote_hard_labels,
     voting_coverage,
 )
@@ -54,9 +55,11 @@ def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return logits, hard, teacher
 
 
-def test_soft_loss_matches_eq12(batch):
-    logits, _, teacher = batch
-    assert soft_loss(logits, teacher).item() == pytest.approx(_soft_by_hand(logits, teacher), rel=1e-9)
+@pytest.mark.parametrize("name", ["mse (Eq. 12)", "kl"])
+def test_soft_losses_match_their_transcriptions(kl_batch, name):
+    loss, by_hand = (soft_loss, _soft_by_hand) if name.startswith("mse") else (soft_loss_kl, _kl_by_hand)
+    logits, _, teacher = kl_batch
+    assert loss(logits, teacher).item() == pytest.approx(by_hand(logits, teacher), rel=1e-9)
 
 
 def test_soft_loss_matches_torch_mse_per_word(batch):
@@ -154,3 +157,55 @@ def test_average_probs_eq14():
     assert average_probs([a])[1].tolist() == a[1].tolist()
     with pytest.raises(ValueError):
         average_probs([a, b[:1]])
+
+
+# The KL soft loss (`soft_loss=kl`, beyond the paper)
+
+
+def _kl_by_hand(logits: torch.Tensor, teacher: torch.Tensor) -> float:
+    """(1/N) Σ_i Σ_c p_teach,c · log(p_teach,c / p_stu,c), a term with p_teach,c = 0 counting 0."""
+    total = 0.0
+    for lg, pt in zip(logits.tolist(), teacher.tolist(), strict=True):
+        ps = _softmax(lg)
+        total += sum(a * math.log(a / b) for a, b in zip(pt, ps, strict=True) if a > 0)
+    return total / len(logits)
+
+
+@pytest.fixture
+def kl_batch(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`batch` with one one-hot teacher row: zero teacher probabilities must not give NaN."""
+    logits, hard, teacher = batch
+    teacher = teacher.clone()
+    teacher[2] = torch.nn.functional.one_hot(torch.tensor(4), 9).to(teacher.dtype)
+    return logits, hard, teacher
+
+
+def test_kl_gradient_is_student_minus_teacher_over_n(kl_batch):
+    logits, _, teacher = kl_batch
+    leaf = logits.clone().requires_grad_(True)
+    soft_loss_kl(leaf, teacher).backward()
+    expected = (torch.softmax(logits, -1) - teacher) / len(logits)
+    torch.testing.assert_close(leaf.grad, expected, rtol=1e-9, atol=1e-12)
+    # MSE's gradient is much weaker on the same batch: what the option is for
+    mse_leaf = logits.clone().requires_grad_(True)
+    soft_loss(mse_leaf, teacher).backward()
+    assert mse_leaf.grad.abs().sum() < leaf.grad.abs().sum() / 5
+
+
+def test_kl_is_zero_at_the_teacher_and_on_an_empty_batch():
+    teacher = torch.softmax(torch.randn(4, 9, dtype=torch.float64), -1)
+    assert soft_loss_kl(teacher.log(), teacher).item() == pytest.approx(0.0, abs=1e-12)
+    empty = torch.zeros(0, 9, requires_grad=True)
+    assert soft_loss_kl(empty, torch.zeros(0, 9)).item() == 0.0
+
+
+def test_distill_loss_with_kl(kl_batch):
+    logits, hard, teacher = kl_batch
+    got = DistillLoss(eta=0.5, soft="kl")(logits, hard, teacher)
+    expected = 0.5 * hard_loss(logits, hard) + soft_loss_kl(logits, teacher)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-12)
+    assert DistillLoss()(logits, hard, teacher).item() == pytest.approx(
+        (hard_loss(logits, hard) + soft_loss(logits, teacher)).item(), rel=1e-12
+    )  # the default is still the paper's MSE
+    with pytest.raises(ValueError, match="soft loss must be one of"):
+        DistillLoss(soft="l2")
