@@ -25,8 +25,9 @@ def test_presets():
         and quick.max_source_sentences > 0
         and quick.student_init == "teach"
         and quick.student_threads == "all"
+        and quick.soft_loss == "kl"
     )
-    assert paper.student_init == "pretrained"  # UniTrans as published
+    assert paper.student_init == "pretrained" and paper.soft_loss == "mse"  # UniTrans as published
     assert make_config("quick", targets=("es",), epochs=None).epochs == 2  # None keeps the preset's value
     assert set(PRESETS) == {"quick", "paper"}
 

@@ -10,6 +10,7 @@ from unitrans.errors import UnitransError
 from unitrans.pipeline import distillation
 from unitrans.pipeline.cache import StageRecord
 from unitrans.pipeline.config import SOFT_LOSSES, make_config, parse_settings
+from unitrans.pipeline.export import model_card
 from unitrans.pipeline.stages import Corpus
 from unitrans.train.distill import SOFT_LOSSES as LOSS_FUNCTIONS
 
@@ -47,3 +48,24 @@ def test_the_student_key_names_kl_only_when_it_is_used(name, with_soft, keyed, t
     if keyed:
         assert settings["soft_loss"] == "kl"
     assert set(settings) - {"soft_loss"} == {"eta", "soft_weight", "train"}
+
+
+@pytest.mark.parametrize(("variant", "said"), [("unitrans", True), ("no-soft", False), ("src", False)])
+def test_the_model_card_names_the_kl_loss(variant, said, tmp_path):
+    summary = {
+        "f1": 0.5,
+        "precision": 0.5,
+        "recall": 0.5,
+        "f1_std": None,
+        "per_seed": [{"seed": 42, "f1": 0.5}],
+    }
+
+    def card(preset):
+        config = make_config(preset, targets=("es",), out_dir=tmp_path)
+        labels = ["O", "B-PER", "I-PER"]
+        return model_card(
+            config, "es", variant, 42, labels, {variant: summary}, folder=tmp_path, pipeline_ready=False
+        )
+
+    assert ("soft loss was KL" in card("quick")) is said
+    assert "soft loss was KL" not in card("paper")

@@ -190,6 +190,14 @@ def model_card(
             if VARIANTS[variant].is_student and config.student_init != "pretrained"
             else []
         ),
+        *(
+            [
+                "- Its soft loss was KL(teacher ‖ student) per word (beyond the paper, whose Eq. 12 is an "
+                "MSE between probabilities)."
+            ]
+            if VARIANTS[variant].soft_teacher is not None and config.soft_loss != "mse"
+            else []
+        ),
         f"- This folder holds the seed-{seed} model. The command that made it:",
         "",
         "```",
