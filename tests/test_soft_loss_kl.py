@@ -52,13 +52,8 @@ def test_the_student_key_names_kl_only_when_it_is_used(name, with_soft, keyed, t
 
 @pytest.mark.parametrize(("variant", "said"), [("unitrans", True), ("no-soft", False), ("src", False)])
 def test_the_model_card_names_the_kl_loss(variant, said, tmp_path):
-    summary = {
-        "f1": 0.5,
-        "precision": 0.5,
-        "recall": 0.5,
-        "f1_std": None,
-        "per_seed": [{"seed": 42, "f1": 0.5}],
-    }
+    scores = {name: 0.5 for name in ("f1", "precision", "recall")}
+    summary = {**scores, "f1_std": None, "per_seed": [{"seed": 42, "f1": 0.5}]}
 
     def card(preset):
         config = make_config(preset, targets=("es",), out_dir=tmp_path)
