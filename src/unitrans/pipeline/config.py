@@ -81,6 +81,14 @@ class PipelineConfig:
             "a teacher of the same seed: src, trans or teach (beyond the paper; issue 17)."
         ),
     )
+    student_merge: float = field(
+        default=0.0,
+        metadata=_help(
+            "Share of the student's init (its student_init teacher) blended into its final weights: "
+            "θ = (1 − m)·θ_student + m·θ_teacher (WiSE-FT; beyond the paper). 0 = the distilled weights; "
+            "needs student_init other than pretrained."
+        ),
+    )
     batch_size: int = field(default=32, metadata=_help("Sentences per training batch."))
     batch_by: str = field(
         default=TrainConfig.batch_by,
@@ -241,6 +249,13 @@ class PipelineConfig:
         if self.student_init not in STUDENT_INITS:
             raise UnitransError(
                 f"expected student_init among {', '.join(STUDENT_INITS)}, found {self.student_init!r}"
+            )
+        if not 0 <= self.student_merge < 1:
+            raise UnitransError(f"expected student_merge in [0, 1), found {self.student_merge}")
+        if self.student_merge > 0 and self.student_init == "pretrained":
+            raise UnitransError(
+                "student_merge blends the student with the teacher it started from: set student_init to "
+                "src, trans or teach"
             )
         if self.denoise not in ("none", "neighbours"):
             raise UnitransError(f"expected denoise among none, neighbours, found {self.denoise!r}")

@@ -5,6 +5,7 @@ holds the stage context and the stages every model shares (training, probabiliti
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,12 +86,15 @@ def student(
     threads: int = 0,
 ) -> StageRecord:
     """Distil a student on D_T (Eq. 9): η·L_hard + L_soft, from the pretrained encoder (as published)
-    or from a teacher's weights (`init`, the `student_init` setting). `threads` > 0: it runs alone with that
+    or from a teacher's weights (`init`, the `student_init` setting; `student_merge` blends the trained
+    weights back toward them). `threads` > 0: it runs alone with that
     many threads (`student_threads=all`), recorded in its key since the numbers depend on them."""
     cfg = ctx.config
     eta = cfg.eta if hard is not None else 0.0
     loss = DistillLoss(eta=eta, soft_weight=1.0 if soft is not None else 0.0, soft=cfg.soft_loss)
     tc = train_config(cfg, lr=cfg.student_lr, epochs=cfg.student_epochs, seed=seed)
+    if init is not None and cfg.student_merge > 0:  # WiSE-FT blend with the init; in the key only when set
+        tc = dataclasses.replace(tc, merge_init=cfg.student_merge)
 
     def build(folder: Path) -> dict[str, Any]:
         n = len(target_text.sentences)

@@ -121,6 +121,7 @@ def model_card(
     setting = setting_tag.capitalize()
     types = sorted({lab.split("-", 1)[1] for lab in labels if "-" in lab})
     n_source, n_target = config.max_source_sentences, config.max_target_sentences
+    merge = config.student_merge
     front = [
         "---",
         f"language: [{lang}]",
@@ -188,6 +189,14 @@ def model_card(
                 "the paper, whose student starts from the pretrained encoder)."
             ]
             if VARIANTS[variant].is_student and config.student_init != "pretrained"
+            else []
+        ),
+        *(
+            [
+                f"- Its final weights blend the distilled ones and that teacher's: (1 − {merge:g})·student"
+                f" + {merge:g}·teacher (WiSE-FT; beyond the paper)."
+            ]
+            if VARIANTS[variant].is_student and config.student_init != "pretrained" and merge > 0
             else []
         ),
         *(

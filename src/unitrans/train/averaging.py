@@ -1,4 +1,6 @@
-"""Tail averaging of the trainable weights (checkpoint averaging, Schmidt et al. ACL 2023, "Free Lunch").
+"""Weight averaging: of a run's last steps (tail averaging), and of a run with its init (WiSE-FT).
+
+Tail averaging of the trainable weights (checkpoint averaging, Schmidt et al. ACL 2023, "Free Lunch").
 
 Zero-shot cross-lingual scores move by a point or more between seeds, and no target dev set may pick a
 checkpoint. Averaging the weights over the last part of a run is a model-selection-free way to land in a
@@ -8,6 +10,11 @@ trainable parameter and step, no extra forward pass. Written by hand because tor
 deep-copies the whole model, frozen embeddings included (about seven times the trainable weights for
 me5-small). On Θsrc with the paper's linear decay it lost on English dev (benchmarks/README.md, "Tail
 averaging"), so it is off by default.
+
+Blending with the init (WiSE-FT, Wortsman et al. CVPR 2022; "model soups"): a model fine-tuned from a
+checkpoint stays in that checkpoint's basin, and the mean of the two weight sets keeps what each knows.
+UniTrans's quick student starts from Θteach and one epoch of self-distillation moves it ~2 points below Θteach
+on an English stand-in with no language gap; the blend (`TrainConfig.merge_init`) is the remedy tried there.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["TailAverage"]
+__all__ = ["TailAverage", "blend_into", "trainable_copy"]
 
 
 class TailAverage:
@@ -72,3 +79,23 @@ class TailAverage:
         self.count = int(state["count"])
         for name, value in sums.items():
             self.sums[name].copy_(value)
+
+
+@torch.no_grad()
+def trainable_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    """An fp32 copy of the trainable weights (taken before training: the init's side of a blend)."""
+    return {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def blend_into(model: nn.Module, init: dict[str, torch.Tensor], share: float) -> None:
+    """θ := (1 − share)·θ + share·θ_init for every weight in `init` (names must match `model`'s)."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    params = dict(model.named_parameters())
+    if set(init) - set(params):
+        raise ValueError(f"init weights the model lacks: {sorted(set(init) - set(params))[:3]}")
+    for name, value in init.items():
+        p = params[name]
+        mixed = p.detach().float() * (1 - share) + value.to(p.device) * share
+        p.copy_(mixed.to(p.dtype))

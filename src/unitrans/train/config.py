@@ -14,7 +14,12 @@ BATCH_BY = ("sentences", "words")
 
 # Fields added after caches existed enter `results_key` only when they differ from the value they had
 # before they existed, so a model trained then keeps its key (its weights are what that value gives).
-_KEY_ONLY_IF_CHANGED = {"loss_weighting": "batch", "batch_by": "sentences", "average_last": 0.0}
+_KEY_ONLY_IF_CHANGED = {
+    "loss_weighting": "batch",
+    "batch_by": "sentences",
+    "average_last": 0.0,
+    "merge_init": 0.0,
+}
 
 
 def check_finite(config: Any) -> None:
@@ -94,6 +99,14 @@ class TrainConfig:
             "Schmidt et al. 2023); 0 = the last step's weights."
         },
     )
+    merge_init: float = field(
+        default=0.0,
+        metadata={
+            "help": "After training, blend this share of the init checkpoint's weights into the trained ones "
+            "(WiSE-FT, Wortsman et al. 2022): θ = (1 − m)·θ_trained + m·θ_init. Needs an init checkpoint; "
+            "0 = the trained weights."
+        },
+    )
     save_every: int = field(
         default=200, metadata={"help": "Optimizer steps between resume states (also saved each epoch)."}
     )
@@ -111,6 +124,7 @@ class TrainConfig:
             (self.max_length >= 8, "max_length must be >= 8"),
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (0 <= self.average_last <= 1, "average_last must be in [0, 1]"),
+            (0 <= self.merge_init < 1, "merge_init must be in [0, 1)"),
             (self.save_every >= 1, "save_every must be >= 1"),
             (self.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {LOSS_WEIGHTINGS}"),
             (self.batch_by in BATCH_BY, f"batch_by must be one of {BATCH_BY}"),

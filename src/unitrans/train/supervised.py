@@ -42,7 +42,7 @@ from unitrans.model.tagger import (
 )
 from unitrans.model.windows import Window, make_windows
 from unitrans.train import resume
-from unitrans.train.averaging import TailAverage
+from unitrans.train.averaging import TailAverage, blend_into, trainable_copy
 from unitrans.train.batching import bucketed_batches, flat_positions, pad_ids, sorted_batches
 from unitrans.train.config import TrainConfig
 from unitrans.train.flat_grads import FlatGrads
@@ -179,6 +179,8 @@ def train_tagger(
     if weights is not None and loss_fn is not None:
         raise ValueError("word_weights go with the default cross-entropy loss, not a custom loss_fn")
     loss_fn = loss_fn or cross_entropy_loss
+    if config.merge_init > 0 and init is None:
+        raise UnitransError("merge_init blends the trained weights with an init checkpoint: give one (init)")
     source = Path(init) if init is not None else resolve_encoder_name(config.encoder)
     encoder_name = read_metadata(source)["encoder"] if is_checkpoint(source) else config.encoder
     key = resume.fingerprint(
@@ -231,6 +233,7 @@ def train_tagger(
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, fused=True)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total), total)
     average = TailAverage(model, total, config.average_last) if config.average_last > 0 else None
+    init_weights = trainable_copy(model) if config.merge_init > 0 else None  # before a resume loads state
     start = resume.load_state(
         out_dir, model=model, optimizer=optimizer, scheduler=scheduler, key=key, average=average
     )
@@ -297,6 +300,8 @@ def train_tagger(
     train_seconds = time.perf_counter() - t_train
     if average is not None:
         average.copy_to(model)
+    if init_weights is not None:
+        blend_into(model, init_weights, config.merge_init)
 
     metadata = {
         "labels": labels,
