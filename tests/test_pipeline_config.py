@@ -26,8 +26,10 @@ def test_presets():
         and quick.student_init == "teach"
         and quick.student_threads == "all"
         and quick.soft_loss == "kl"
+        and quick.student_merge == 0.5
     )
-    assert paper.student_init == "pretrained" and paper.soft_loss == "mse"  # UniTrans as published
+    # UniTrans as published
+    assert (paper.student_init, paper.soft_loss, paper.student_merge) == ("pretrained", "mse", 0.0)
     assert make_config("quick", targets=("es",), epochs=None).epochs == 2  # None keeps the preset's value
     assert set(PRESETS) == {"quick", "paper"}
 
