@@ -87,8 +87,8 @@ def student(
 ) -> StageRecord:
     """Distil a student on D_T (Eq. 9): η·L_hard + L_soft, from the pretrained encoder (as published)
     or from a teacher's weights (`init`, the `student_init` setting; `student_merge` blends the trained
-    weights back toward them). `threads` > 0: it runs alone with that
-    many threads (`student_threads=all`), recorded in its key since the numbers depend on them."""
+    weights back toward them). `threads` > 0: it runs alone with that many threads (`student_threads=all`),
+    recorded in its key since the numbers depend on them."""
     cfg = ctx.config
     eta = cfg.eta if hard is not None else 0.0
     loss = DistillLoss(eta=eta, soft_weight=1.0 if soft is not None else 0.0, soft=cfg.soft_loss)

@@ -186,17 +186,17 @@ def model_card(
         *(
             [
                 f"- The student started from the weights of its `{config.student_init}` teacher (beyond "
-                "the paper, whose student starts from the pretrained encoder)."
+                "the paper, whose student starts from the pretrained encoder).",
+                *(
+                    [
+                        f"- Its final weights blend the distilled ones and that teacher's: (1 − {merge:g})"
+                        f"·student + {merge:g}·teacher (WiSE-FT; beyond the paper)."
+                    ]
+                    if merge > 0
+                    else []
+                ),
             ]
             if VARIANTS[variant].is_student and config.student_init != "pretrained"
-            else []
-        ),
-        *(
-            [
-                f"- Its final weights blend the distilled ones and that teacher's: (1 − {merge:g})·student"
-                f" + {merge:g}·teacher (WiSE-FT; beyond the paper)."
-            ]
-            if VARIANTS[variant].is_student and config.student_init != "pretrained" and merge > 0
             else []
         ),
         *(
