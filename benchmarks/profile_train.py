@@ -7,6 +7,7 @@ benchmarks/README.md). Run on a quiet machine, under `flock /tmp/unitrans-heavy.
 
     python benchmarks/profile_train.py --sentences 640 --profile
     python benchmarks/profile_train.py --sentences 960 --dropout bytes
+    python benchmarks/profile_train.py --sentences 960 --processes 2   # two parts of each batch side by side
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data/conll"))
     parser.add_argument("--sentences", type=int, default=640)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=1, help="TrainConfig.processes (batch parts)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--dropout", choices=("torch", "bytes"), default="torch")
     args = parser.parse_args()
@@ -49,7 +51,7 @@ def main() -> None:
         torch.nn.functional.dropout = _bytes_dropout
         torch.nn.modules.dropout.F.dropout = _bytes_dropout
     sentences = read_conll(args.data_dir / "en" / "train.txt")[: args.sentences]
-    config = TrainConfig(encoder="me5-small", epochs=1, seed=42, save_every=10**9)
+    config = TrainConfig(encoder="me5-small", epochs=1, seed=42, save_every=10**9, processes=args.processes)
     out = Path(tempfile.mkdtemp(prefix="profile-train-")) / "model"
     try:
         if args.profile:
@@ -61,7 +63,8 @@ def main() -> None:
         else:
             train_tagger(sentences, out, config, progress=False)
         timings = json.loads((out / "unitrans.json").read_text())["timings"]
-        print(json.dumps({"dropout": args.dropout, "threads": args.threads, **timings}))
+        run = {"dropout": args.dropout, "threads": args.threads, "processes": args.processes}
+        print(json.dumps({**run, **timings}))
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
 

@@ -27,6 +27,7 @@ SOFT_LOSSES = ("mse", "kl")
 DEFAULT_DATA_DIR = Path(os.environ.get("UNITRANS_DATA_DIR", "../shared/data/conll"))
 MAIN_VARIANTS = ("src", "trans", "teach", "unitrans")
 STUDENT_INITS = ("pretrained", "src", "trans", "teach")
+STUDENT_THREADS = ("shared", "all", "split")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -70,8 +71,10 @@ class PipelineConfig:
         metadata=_help(
             "shared: the student runs beside other stages with its share of the threads, like every "
             "stage; all: it runs alone with all of this process's threads (nothing starts beside it), "
-            "faster when it is a run's last long stage (one target). Its numbers then depend on that "
-            "thread count, which its cache key records."
+            "faster when it is a run's last long stage (one target); split: it runs alone, each batch cut "
+            "into one part per thread, the parts side by side in processes of one thread each (fastest on "
+            "a CPU; TrainConfig.processes). With all or split its numbers depend on the thread count, "
+            "which its cache key records."
         ),
     )
     student_init: str = field(
@@ -244,8 +247,10 @@ class PipelineConfig:
         if not 0 <= self.average_last <= 1:
             raise UnitransError(f"expected average_last in [0, 1], found {self.average_last}")
         check_verify_mode(self.verify)
-        if self.student_threads not in ("shared", "all"):
-            raise UnitransError(f"expected student_threads among shared, all, found {self.student_threads!r}")
+        if self.student_threads not in STUDENT_THREADS:
+            raise UnitransError(
+                f"expected student_threads among {', '.join(STUDENT_THREADS)}, found {self.student_threads!r}"
+            )
         if self.student_init not in STUDENT_INITS:
             raise UnitransError(
                 f"expected student_init among {', '.join(STUDENT_INITS)}, found {self.student_init!r}"

@@ -14,6 +14,7 @@ import numpy as np
 
 from unitrans.data.schemes import CONLL_LABELS
 from unitrans.errors import UnitransError
+from unitrans.model import runtime
 from unitrans.model.predict import save_probs
 from unitrans.model.runtime import torch_threads
 from unitrans.pipeline.cache import StageRecord
@@ -88,13 +89,15 @@ def student(
     """Distil a student on D_T (Eq. 9): η·L_hard + L_soft, from the pretrained encoder (as published)
     or from a teacher's weights (`init`, the `student_init` setting; `student_merge` blends the trained
     weights back toward them). `threads` > 0: it runs alone with that many threads (`student_threads=all`),
-    recorded in its key since the numbers depend on them."""
+    or in that many one-thread processes (`split`), recorded in its key since the numbers depend on them."""
     cfg = ctx.config
     eta = cfg.eta if hard is not None else 0.0
     loss = DistillLoss(eta=eta, soft_weight=1.0 if soft is not None else 0.0, soft=cfg.soft_loss)
     tc = train_config(cfg, lr=cfg.student_lr, epochs=cfg.student_epochs, seed=seed)
     if init is not None and cfg.student_merge > 0:  # WiSE-FT blend with the init; in the key only when set
         tc = dataclasses.replace(tc, merge_init=cfg.student_merge)
+    if cfg.student_threads == "split" and threads > 1 and runtime.pick_device(tc.device).type == "cpu":
+        tc = dataclasses.replace(tc, processes=threads)  # one part per thread; in the key (results_key)
 
     def build(folder: Path) -> dict[str, Any]:
         n = len(target_text.sentences)

@@ -74,9 +74,9 @@ def stage_threads(workers: int) -> int:
 
 
 def lone_threads(setting: str) -> int:
-    """Threads of a stage that runs alone (`student_threads=all`): all of this process's; 0 for a stage
-    that shares them ("shared"). Decided from settings and the machine, never from what else runs."""
-    return stage_threads(1) if setting == "all" else 0
+    """Threads of a stage that runs alone (`student_threads=all` or `split`): all of this process's; 0 for
+    a stage that shares them ("shared"). Decided from settings and the machine, never from what else runs."""
+    return stage_threads(1) if setting in ("all", "split") else 0
 
 
 class Executor(Protocol):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -112,6 +113,8 @@ class DistillLoss:
     eta: float = 1.0
     soft_weight: float = 1.0
     soft: str = "mse"
+    divides_by: ClassVar[str] = "words"
+    """Both losses are sums over the batch's words divided by their number (`train.parts` shares them)."""
 
     def __post_init__(self) -> None:
         if self.soft not in SOFT_LOSSES:

@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +47,7 @@ from unitrans.train.averaging import TailAverage, blend_into, trainable_copy
 from unitrans.train.batching import bucketed_batches, flat_positions, pad_ids, sorted_batches
 from unitrans.train.config import TrainConfig
 from unitrans.train.flat_grads import FlatGrads
+from unitrans.train.parts import PartWorkers, part_seed, shares, split_rows
 from unitrans.train.targets import word_targets
 
 __all__ = [
@@ -68,6 +70,9 @@ def cross_entropy_loss(logits: torch.Tensor, hard: torch.Tensor, soft: torch.Ten
     if not bool((hard != -100).any()):
         return logits.sum() * 0.0
     return torch.nn.functional.cross_entropy(logits, hard, ignore_index=-100)
+
+
+cross_entropy_loss.divides_by = "labelled"  # type: ignore[attr-defined]  # see `_divides_by_words`
 
 
 def weighted_cross_entropy(logits: torch.Tensor, hard: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -118,6 +123,36 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+def _divides_by_words(loss_fn: WordLoss, weighted: bool, processes: int) -> bool:
+    """Whether the loss is a sum over the batch's words divided by their number, or by the words with a
+    hard label (cross-entropy's mean): a batch in parts needs to know to share it out. A loss says which
+    in its `divides_by` attribute ("words" or "labelled")."""
+    divides_by = "labelled" if weighted else getattr(loss_fn, "divides_by", None)
+    if divides_by not in ("words", "labelled") and processes > 1:
+        raise UnitransError("processes > 1 needs a loss that declares divides_by = 'words' or 'labelled'")
+    return divides_by == "words"
+
+
+def _update(grads: FlatGrads, trainable: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer,
+            scheduler: Any, config: TrainConfig, flat_ok: bool) -> bool:  # fmt: skip
+    """Clip, step and zero after a step's backward passes; returns whether the gradients are still flat."""
+    flat_ok = flat_ok and grads.check()
+    if not flat_ok and config.processes > 1:
+        raise RuntimeError("gradients left their flat buffer, which the batch parts add into")
+    if config.max_grad_norm > 0:
+        if flat_ok:
+            grads.clip_(config.max_grad_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    if flat_ok:
+        grads.zero()
+    else:
+        optimizer.zero_grad(set_to_none=True)
+    return flat_ok
 
 
 def _cache_frozen(
@@ -172,6 +207,8 @@ def train_tagger(
         raise UnitransError("no training sentences")
     # Before any work: a missing device or an unwritable output is one line now, not after the training.
     device = runtime.pick_device(config.device)
+    if config.processes > 1 and device.type != "cpu":
+        raise UnitransError(f"processes > 1 splits batches across CPU processes; the device is {device}")
     check_writable_dir(out_dir, "output folder")
     resume.remove_stale_temps(out_dir)  # a killed state save leaves a ~100 MB temp file behind
     hard, soft = word_targets(train, labels, hard_labels, soft_targets)
@@ -238,64 +275,76 @@ def train_tagger(
         out_dir, model=model, optimizer=optimizer, scheduler=scheduler, key=key, average=average
     )
 
+    per_word = _divides_by_words(loss_fn, weights is not None, config.processes)
+
+    def part_count(batch: np.ndarray) -> int:
+        """The part's share of its loss's normaliser: its words, or its words with a hard label."""
+        if per_word:
+            return sum(len(hard_w[j]) for j in batch)
+        return sum(int((hard_w[j] != -100).sum()) for j in batch)
+
+    def part_backward(
+        step: int, part: int, batch: np.ndarray, share: float, batch_words: int
+    ) -> tuple[float, int]:
+        """Forward and backward of `batch`: a whole batch, or part `part` of one (`share` of its loss's
+        normaliser; `batch_words` in the whole batch); returns the loss and the subword tokens."""
+        rows = [windows[j] for j in batch]
+        ids, mask = pad_ids([w.input_ids for w in rows], pad_id)
+        mask = mask.to(device)
+        where = flat_positions([w.positions for w in rows], ids.shape[1]).to(device)
+        target = torch.cat([hard_w[j] for j in batch]).to(device)
+        soft_t = None if soft_w is None else torch.cat([soft_w[j] for j in batch]).to(device)
+        with runtime.fork_rng(device):
+            torch.manual_seed(part_seed(config.seed, step, part))
+            with runtime.autocast(device, bf16):
+                if cache is not None:
+                    hidden = torch.nn.utils.rnn.pad_sequence([cache[j] for j in batch], batch_first=True)
+                else:
+                    hidden = frozen_states(model, ids.to(device), mask, k, dropout=config.frozen_dropout)
+                logits = word_logits(model, hidden, mask, k, where)
+            if weight_w is None:
+                loss = loss_fn(logits.float(), target, soft_t)
+            else:
+                w_t = torch.cat([weight_w[j] for j in batch]).to(device)
+                loss = weighted_cross_entropy(logits.float(), target, w_t)
+            if config.processes > 1:  # this part's share of the batch's mean
+                loss = loss * share
+            if config.loss_weighting == "word":
+                loss = loss * (batch_words / mean_words)
+            loss.backward()
+        return float(loss.detach()), int(mask.sum())
+
+    workers = PartWorkers(part_backward, trainable, grads.buffer, config.processes,
+                          threads=max(1, torch.get_num_threads() // config.processes))  # fmt: skip
     model.train()
     tokens_done, loss_ema = 0, None
     t_train = time.perf_counter()
     bar = tqdm(total=total, initial=start, desc="training", unit="step", disable=not progress)
-    for epoch, batches in enumerate(plan):
-        for i, batch in enumerate(batches):
-            step = offsets[epoch] + i
-            if step < start:
-                continue
-            rows = [windows[j] for j in batch]
-            ids, mask = pad_ids([w.input_ids for w in rows], pad_id)
-            mask = mask.to(device)
-            where = flat_positions([w.positions for w in rows], ids.shape[1]).to(device)
-            target = torch.cat([hard_w[j] for j in batch]).to(device)
-            soft_t = None if soft_w is None else torch.cat([soft_w[j] for j in batch]).to(device)
-            with runtime.fork_rng(device):
-                torch.manual_seed(config.seed * 1_000_003 + step)
-                with runtime.autocast(device, bf16):
-                    if cache is not None:
-                        hidden = torch.nn.utils.rnn.pad_sequence([cache[j] for j in batch], batch_first=True)
-                    else:
-                        hidden = frozen_states(model, ids.to(device), mask, k, dropout=config.frozen_dropout)
-                    logits = word_logits(model, hidden, mask, k, where)
-                if weight_w is None:
-                    loss = loss_fn(logits.float(), target, soft_t)
-                else:
-                    w_t = torch.cat([weight_w[j] for j in batch]).to(device)
-                    loss = weighted_cross_entropy(logits.float(), target, w_t)
-                if config.loss_weighting == "word":
-                    loss = loss * (logits.shape[0] / mean_words)
-                loss.backward()
-            flat_ok = flat_ok and grads.check()
-            if config.max_grad_norm > 0:
-                if flat_ok:
-                    grads.clip_(config.max_grad_norm)
-                else:
-                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            if flat_ok:
-                grads.zero()
-            else:
-                optimizer.zero_grad(set_to_none=True)
-            tokens_done += int(mask.sum())
-            value = float(loss.detach())
-            loss_ema = value if loss_ema is None else 0.98 * loss_ema + 0.02 * value
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{loss_ema:.4f}", tok_s=f"{tokens_done / (time.perf_counter() - t_train):.0f}"
-            )
-            done = step + 1
-            if average is not None:
-                average.update(done)
-            if on_step is not None:
-                on_step(done, total, model)
-            if done < total and (done % config.save_every == 0 or done in offsets):
-                resume.save_state(out_dir, model=model, optimizer=optimizer, scheduler=scheduler,
-                                  step=done, key=key, average=average)  # fmt: skip
+    with workers, runtime.torch_threads(workers.threads if config.processes > 1 else 0):
+        for epoch, batches in enumerate(plan):
+            for i, batch in enumerate(batches):
+                step = offsets[epoch] + i
+                if step < start:
+                    continue
+                pieces = split_rows(batch, config.processes)
+                batch_words = sum(len(windows[j].positions) for j in batch)
+                part_shares = shares([part_count(piece) for piece in pieces])
+                value, tokens = workers.step(step, pieces, part_shares, batch_words)
+                flat_ok = _update(grads, trainable, optimizer, scheduler, config, flat_ok)
+                tokens_done += tokens
+                loss_ema = value if loss_ema is None else 0.98 * loss_ema + 0.02 * value
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{loss_ema:.4f}", tok_s=f"{tokens_done / (time.perf_counter() - t_train):.0f}"
+                )
+                done = step + 1
+                if average is not None:
+                    average.update(done)
+                if on_step is not None:
+                    on_step(done, total, model)
+                if done < total and (done % config.save_every == 0 or done in offsets):
+                    resume.save_state(out_dir, model=model, optimizer=optimizer, scheduler=scheduler,
+                                      step=done, key=key, average=average)  # fmt: skip
     bar.close()
     train_seconds = time.perf_counter() - t_train
     if average is not None:
