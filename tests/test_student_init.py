@@ -88,9 +88,10 @@ def test_graph_trains_the_init_teacher_a_variant_does_not_use(tiny_encoder_dir, 
 
 def test_student_threads_all_runs_the_student_alone_and_keys_its_threads(tiny_encoder_dir, tmp_path):
     """`student_threads=all`: the student's key records its thread count (this process's: 1 here); two
-    workers give what one gives; the default student keeps its key."""
+    workers give what one gives; a shared student keeps the key it had before these settings existed."""
     cache = tmp_path / "cache"
-    plain = run_pipeline(_config(tiny_encoder_dir, tmp_path / "a", cache), progress=False)
+    plain = run_pipeline(_config(tiny_encoder_dir, tmp_path / "a", cache, student_threads="shared"),
+                         progress=False)  # fmt: skip
     changes = {"student_threads": "all", "variants": ("src", "unitrans")}
     one = run_pipeline(_config(tiny_encoder_dir, tmp_path / "b", cache, **changes), progress=False)
     two = run_pipeline(
@@ -103,7 +104,7 @@ def test_student_threads_all_runs_the_student_alone_and_keys_its_threads(tiny_en
     assert "threads" not in plain_manifest["settings"]
     assert _record(one, label).key != _record(plain, label).key
     assert two.results["es"]["unitrans"] == one.results["es"]["unitrans"]
-    with pytest.raises(UnitransError, match="student_threads among shared, all"):
+    with pytest.raises(UnitransError, match="student_threads among shared, all, split"):
         make_config("paper", targets=("es",), student_threads="2")
 
 

@@ -130,8 +130,8 @@ def test_processes_is_validated_and_keys_models_only_when_set(tiny_encoder_dir, 
                      progress=False)  # fmt: skip
 
 
-def test_student_threads_split_is_validated():
-    assert make_config("paper", targets=("es",), student_threads="split").student_threads == "split"
+def test_student_threads_split_is_the_paper_default_and_is_validated():
+    assert make_config("paper", targets=("es",)).student_threads == "split"
     with pytest.raises(UnitransError, match="student_threads among shared, all, split"):
         make_config("paper", targets=("es",), student_threads="many")
 
@@ -142,9 +142,9 @@ def test_the_split_student_runs_in_parts_and_is_keyed_by_them(tiny_encoder_dir, 
     try:
         cache = tmp_path / "cache"
         label = "es: student unitrans (seed 42)"
-        shared = run_pipeline(_config(tiny_encoder_dir, tmp_path / "a", cache), progress=False)
-        split = run_pipeline(_config(tiny_encoder_dir, tmp_path / "b", cache, student_threads="split"),
-                             progress=False)  # fmt: skip
+        shared = run_pipeline(_config(tiny_encoder_dir, tmp_path / "a", cache, student_threads="shared"),
+                              progress=False)  # fmt: skip
+        split = run_pipeline(_config(tiny_encoder_dir, tmp_path / "b", cache), progress=False)  # the default
     finally:
         torch.set_num_threads(before)
     assert _record(split, "train teach (seed 42)").cached and not _record(split, label).cached
