@@ -90,3 +90,17 @@ def test_average_last_option_reaches_the_saved_config(tiny_encoder_dir, tmp_path
     assert meta["config"]["average_last"] == 0.5
     assert main([*base, "--out", str(tmp_path / "bad"), "--average-last", "1.5"]) == 2
     assert "average_last must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_processes_and_merge_init_options_reach_the_saved_config(tiny_encoder_dir, tmp_path, capsys):
+    base = ["train", "--train", str(FIXTURES / "train.txt"), "--encoder", str(tiny_encoder_dir),
+            "--epochs", "1", "--freeze-layers", "1"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "src"), "--processes", "2"]) == 0
+    assert json.loads((tmp_path / "src" / "unitrans.json").read_text())["config"]["processes"] == 2
+    out = str(tmp_path / "teach")
+    assert main([*base, "--out", out, "--init", str(tmp_path / "src"), "--merge-init", "0.5"]) == 0
+    assert json.loads((tmp_path / "teach" / "unitrans.json").read_text())["config"]["merge_init"] == 0.5
+    assert main([*base, "--out", str(tmp_path / "bad"), "--merge-init", "0.5"]) == 2  # no --init
+    assert "give one (init)" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "bad"), "--processes", "0"]) == 2
+    assert "processes must be in [1, 64]" in capsys.readouterr().err

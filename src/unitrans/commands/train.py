@@ -36,6 +36,8 @@ def train(
     ),
     batch_by: str = typer.Option(_DEFAULTS.batch_by, "--batch-by", help=_help("batch_by")),
     average_last: float = typer.Option(_DEFAULTS.average_last, "--average-last", help=_help("average_last")),
+    processes: int = typer.Option(_DEFAULTS.processes, "--processes", help=_help("processes")),
+    merge_init: float = typer.Option(_DEFAULTS.merge_init, "--merge-init", help=_help("merge_init")),
     device: str | None = typer.Option(None, "--device", help=_help("device")),
     init: Path | None = typer.Option(
         None,
@@ -70,6 +72,8 @@ def train(
         loss_weighting=loss_weighting,
         batch_by=batch_by,
         average_last=average_last,
+        processes=processes,
+        merge_init=merge_init,
     )
     sentences = read_conll(train_file)
     folder = supervised.train_tagger(sentences, out, config, init=init, compact=compact)
@@ -87,6 +91,8 @@ def predict(
     out: Path = typer.Option(..., "--out", help="CoNLL output: word and predicted tag per line."),
     probs: Path | None = typer.Option(None, "--probs", help="Also save per-word probabilities (.npz)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Windows per inference batch."),
+    processes: int = typer.Option(_DEFAULTS.processes, "--processes", help=_help("processes")),
+    merge_init: float = typer.Option(_DEFAULTS.merge_init, "--merge-init", help=_help("merge_init")),
     device: str | None = typer.Option(None, "--device", help=_help("device")),
 ) -> None:
     """Tag every word of a file (constrained Viterbi over the model's probabilities)."""
