@@ -131,7 +131,8 @@ def part_b_unitrans(args: argparse.Namespace) -> dict:
     train = read_conll(args.data / "en" / "train.txt")[: args.slice]
     test = read_conll(args.data / "es" / "test.txt")
     tok = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder))
-    config = TrainConfig(encoder=args.encoder, epochs=1, seed=args.seed, bf16=False if args.no_bf16 else None)
+    config = TrainConfig(encoder=args.encoder, epochs=1, seed=args.seed, bf16=False if args.no_bf16 else None,
+                         freeze_layers=args.freeze_layers, processes=args.processes)  # fmt: skip
     out_dir = args.work / ("slice-unitrans-fp32" if args.no_bf16 else "slice-unitrans")
     if out_dir.exists():
         import shutil
@@ -178,7 +179,7 @@ def part_b_hf(args: argparse.Namespace) -> dict:
 
     from unitrans.data import read_conll
 
-    model, tok, labels, label_id = load_frozen(args.encoder, args.seed)
+    model, tok, labels, label_id = load_frozen(args.encoder, args.seed, args.freeze_layers)
     train = read_conll(args.data / "en" / "train.txt")[: args.slice]
     test = read_conll(args.data / "es" / "test.txt")
     train_ds, test_ds = encode(tok, train, label_id), encode(tok, test, label_id)
@@ -232,7 +233,8 @@ def part_b(args: argparse.Namespace) -> dict:
         out = args.work / f"{side}{'-fp32' if fp32 else ''}.json"
         cmd = [sys.executable, __file__, "--part", side, "--out", str(out), "--data", str(args.data),
                "--work", str(args.work), "--slice", str(args.slice), "--encoder", args.encoder,
-               "--seed", str(args.seed)]  # fmt: skip
+               "--seed", str(args.seed), "--freeze-layers", str(args.freeze_layers),
+               "--processes", str(args.processes)]  # fmt: skip
         cmd += (["--no-bf16"] if args.no_bf16 or fp32 else []) + (["--quiet"] if args.quiet else [])
         subprocess.run(cmd, check=True)
         sides[side + ("-fp32" if fp32 else "")] = json.loads(out.read_text())[
@@ -277,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="Part a: use only the first N train sentences.")
     parser.add_argument("--langs", nargs="+", default=list(LANGS))
     parser.add_argument("--no-bf16", action="store_true")
+    parser.add_argument("--freeze-layers", type=int, default=3, help="Part b: frozen layers, both sides.")
+    parser.add_argument("--processes", type=int, default=1, help="Part b: unitrans's batch parts.")
     parser.add_argument(
         "--frozen-dropout",
         action="store_true",

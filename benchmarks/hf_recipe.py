@@ -7,6 +7,7 @@ words lost to truncation get "O", as the recipe would tag them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,24 +45,63 @@ def word_probs(predictions, label_ids, sentences: Sequence, labels: Sequence[str
     return probs
 
 
-def load_frozen(encoder: str, seed: int):
+def load_frozen(encoder: str, seed: int, freeze: int = 3):
     """(model, tokenizer, labels, label_id): the token-classification model with its head seeded and the
-    embeddings + bottom 3 layers frozen, as unitrans freezes them."""
+    embeddings + bottom `freeze` layers frozen, as unitrans freezes them. Where transformers has no
+    token-classification class for the architecture (Gemma-3 embedding models), the recipe's model is
+    unitrans's own encoder + dropout + linear head, given the loss `Trainer` expects (`with_loss`)."""
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from unitrans.data import CONLL_LABELS
+    from unitrans.model.architectures import family_for
     from unitrans.model.encoders import resolve_encoder
+    from unitrans.model.heads import EncoderTagger
+    from unitrans.model.tagger import freeze_bottom
 
     folder = resolve_encoder(encoder)
     labels = list(CONLL_LABELS)
     label_id = {lab: i for i, lab in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(folder)
     torch.manual_seed(seed)
-    model = AutoModelForTokenClassification.from_pretrained(
-        folder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_id
-    )
-    for module in (model.base_model.embeddings, *model.base_model.encoder.layer[:3]):
-        for p in module.parameters():
-            p.requires_grad_(False)
+    family = family_for(json.loads((folder / "config.json").read_text()), str(folder))
+    if family.head == "unitrans":
+        model = with_loss(EncoderTagger.from_encoder(folder, labels, 0.1, family.attn_implementation))
+    else:
+        model = AutoModelForTokenClassification.from_pretrained(
+            folder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_id
+        )
+    freeze_bottom(model, freeze)
     return model, tokenizer, labels, label_id
+
+
+def _with_loss_class():
+    import torch
+    from transformers.modeling_outputs import TokenClassifierOutput
+
+    class WithLoss(torch.nn.Module):
+        """A tagger whose forward also returns the token-classification loss, as HF's classes do."""
+
+        def __init__(self, tagger: torch.nn.Module) -> None:
+            super().__init__()
+            self.tagger = tagger
+
+        @property
+        def base_model(self) -> torch.nn.Module:
+            return self.tagger.base_model
+
+        def forward(self, input_ids, attention_mask=None, labels=None, **_):
+            logits = self.tagger(input_ids=input_ids, attention_mask=attention_mask).logits
+            loss = None
+            if labels is not None:
+                loss = torch.nn.functional.cross_entropy(
+                    logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100
+                )
+            return TokenClassifierOutput(loss=loss, logits=logits)
+
+    return WithLoss
+
+
+def with_loss(tagger):
+    """`tagger` wrapped to return the loss too (the class is made on first use: no torch at import)."""
+    return _with_loss_class()(tagger)
