@@ -27,7 +27,8 @@ def entity_lengths(model: Path, sentences) -> dict[str, float]:
     words = sum(len(t) for t in tags)
     inside = sum(tag != "O" for sent in tags for tag in sent)
     starts = sum(tag.startswith("B-") for sent in tags for tag in sent)
-    return {"entity_words": inside / words, "starts": starts, "words_per_entity": inside / max(starts, 1)}
+    share = inside / words if words else 0.0  # an empty text has no entities, not a ZeroDivisionError
+    return {"entity_words": share, "starts": starts, "words_per_entity": inside / max(starts, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             for teach, student in zip(rows["teach"], rows[args.student], strict=True):
                 t = entity_lengths(Path(teach["model"]), text)
                 s = entity_lengths(Path(student["model"]), text)
-                ratio = s["words_per_entity"] / t["words_per_entity"] - 1
+                per = t["words_per_entity"]
+                ratio = s["words_per_entity"] / per - 1 if per else 0.0
                 row = {"run": str(run), "lang": lang, "seed": teach["seed"], "teach": t, "student": s}
                 print(json.dumps({**row, "student_vs_teach": round(ratio, 4)}), flush=True)
     return 0
