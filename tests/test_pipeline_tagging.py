@@ -181,13 +181,12 @@ def test_batches_give_the_same_output_as_one_line_at_a_time(tagger, tmp_path, ca
     path = tmp_path / "in.txt"
     path.write_text("\n".join(lines) + "\n")
     outputs = []
-    for size in ("1", "7", "1000"):
+    for size, processes in (("1", "1"), ("7", "1"), ("1000", "1"), ("1000", "3")):
         for fmt in ("json", "conll"):
-            assert (
-                main(["tag", "--model", str(tagger), "--batch-lines", size, "--format", fmt, str(path)]) == 0
-            )
+            argv = ["--batch-lines", size, "--processes", processes, "--format", fmt, str(path)]
+            assert main(["tag", "--model", str(tagger), *argv]) == 0
             outputs.append(capsys.readouterr().out)
-    assert outputs[0::2] == [outputs[0]] * 3 and outputs[1::2] == [outputs[1]] * 3
+    assert outputs[0::2] == [outputs[0]] * 4 and outputs[1::2] == [outputs[1]] * 4
     assert len(outputs[0].splitlines()) == 40 and '"type": "LOC"' in outputs[0]
 
 
@@ -210,7 +209,8 @@ def test_model_work_is_batched_and_each_batch_written_before_the_next(tagger, tm
 @pytest.mark.parametrize(
     ("argv", "message"),
     [(["--batch-lines", "0"], "expected --batch-lines to be a whole number >= 1, found 0"),
-     (["--format", "xml"], "expected --format json or conll, found 'xml'")],
+     (["--format", "xml"], "expected --format json or conll, found 'xml'"),
+     (["--processes", "-1"], "--processes must be 0 (one per thread) or more, got -1")],
 )  # fmt: skip
 def test_bad_options_are_one_line(tagger, tmp_path, capsys, argv, message):
     path = tmp_path / "in.txt"

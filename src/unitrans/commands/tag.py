@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from unitrans.commands import PREDICT_PROCESSES_HELP
 from unitrans.pipeline.tagging import DEFAULT_BATCH_LINES, FORMATS, tag_files
 
 
@@ -19,6 +20,7 @@ def tag_command(
         DEFAULT_BATCH_LINES, "--batch-lines", help="Input lines per pass of the model (memory stays flat)."
     ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 …; None = cuda if any."),
+    processes: int = typer.Option(0, "--processes", help=PREDICT_PROCESSES_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No throughput line on stderr."),
 ) -> None:
     """Tag raw text; one output per input line, in order, empty lines included.
@@ -27,9 +29,13 @@ def tag_command(
     with several files); start/end are code-point offsets within the line. conll: `word<TAB>tag` per
     word, a blank line after each input line. Then one line on stderr: lines, words, seconds, words/s.
     """
+    from unitrans.model.predict import resolve_processes
+    from unitrans.model.runtime import pick_device
+
+    parts = resolve_processes(processes, pick_device(device))
     try:
         stats = tag_files(model, files or [], lambda text: typer.echo(text, nl=False), fmt=fmt,
-                          batch_lines=batch_lines, device=device)  # fmt: skip
+                          batch_lines=batch_lines, device=device, processes=parts)  # fmt: skip
     except BrokenPipeError:  # the reader left (`| head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         raise typer.Exit(141) from None  # 128 + SIGPIPE, what a shell reports for such a writer

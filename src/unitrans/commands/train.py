@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from unitrans.commands import PREDICT_PROCESSES_HELP
 from unitrans.train.config import TrainConfig
 
 _DEFAULTS = TrainConfig()
@@ -91,8 +92,7 @@ def predict(
     out: Path = typer.Option(..., "--out", help="CoNLL output: word and predicted tag per line."),
     probs: Path | None = typer.Option(None, "--probs", help="Also save per-word probabilities (.npz)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Windows per inference batch."),
-    processes: int = typer.Option(_DEFAULTS.processes, "--processes", help=_help("processes")),
-    merge_init: float = typer.Option(_DEFAULTS.merge_init, "--merge-init", help=_help("merge_init")),
+    processes: int = typer.Option(0, "--processes", help=PREDICT_PROCESSES_HELP),
     device: str | None = typer.Option(None, "--device", help=_help("device")),
 ) -> None:
     """Tag every word of a file (constrained Viterbi over the model's probabilities)."""
@@ -105,14 +105,16 @@ def predict(
 
     # Everything the user can get wrong is checked before the model loads or a word is tagged.
     prediction.check_batch_size(batch_size)
-    pick_device(device)
+    parts = prediction.resolve_processes(processes, pick_device(device))
     check_tagger_folder(model)
     check_writable_file(out, "output file (--out)")
     if probs is not None:
         check_writable_file(probs, "probabilities file (--probs)")
     sentences = read_unlabelled(input_file)
     labels = prediction.model_labels(model)
-    matrices = prediction.predict_probs(model, sentences, batch_size=batch_size, device=device)
+    matrices = prediction.predict_probs(
+        model, sentences, batch_size=batch_size, device=device, processes=parts
+    )
     if probs is not None:
         prediction.save_probs(probs, matrices, labels)
     write_conll(out, sentences, decode_tags(matrices, labels))

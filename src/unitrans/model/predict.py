@@ -38,6 +38,15 @@ def model_labels(model_dir: Path) -> list[str]:
         raise UnitransError(f"{model_dir}: cannot read the checkpoint's labels ({err})") from None
 
 
+def resolve_processes(processes: int, device: torch.device) -> int:
+    """A `--processes` option resolved: 0 is one per torch thread on a CPU; a GPU predicts in one process."""
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
+        raise UnitransError(f"--processes must be 0 (one per thread) or more, got {processes!r}")
+    if device.type != "cpu":
+        return 1
+    return processes or torch.get_num_threads()
+
+
 def check_batch_size(batch_size: int) -> int:
     """Inference batches hold at least one window; 0 or less would never make progress."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -56,6 +65,7 @@ def predict_probs(
     bf16: bool | None = None,
     max_length: int | None = None,
     max_tokens: int = 8192,
+    processes: int = 1,
 ) -> list[np.ndarray]:
     """Per sentence a (n_words, L) float32 matrix of label probabilities, columns in `model_labels` order."""
     check_batch_size(batch_size)
@@ -73,6 +83,7 @@ def predict_probs(
         bf16=bf16,
         max_length=max_length,
         max_tokens=max_tokens,
+        processes=processes,
     )
 
 
@@ -88,8 +99,13 @@ def predict_loaded(
     device: str | None = None,
     bf16: bool | None = None,
     max_tokens: int = 8192,
+    processes: int = 1,
 ) -> list[np.ndarray]:
-    """`predict_probs` for a tagger already in memory (several inputs, one load; timing without I/O)."""
+    """`predict_probs` for a tagger already in memory (several inputs, one load; timing without I/O).
+
+    `processes` > 1 (CPU only): the batches shared out among that many forked processes of one thread
+    each (`runtime.forked_map`); the probabilities are the same, since a forward pass does not depend
+    on the thread count."""
     check_batch_size(batch_size)
     dev = runtime.pick_device(device)
     use_bf16 = runtime.use_bf16(dev, bf16)
@@ -100,20 +116,35 @@ def predict_loaded(
     out = [np.zeros((len(s), n_labels), dtype=np.float32) for s in sentences]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     lengths = [len(w) for w in windows]
+    batches = sorted_batches(lengths, batch_size, max_tokens)
+    parts = max(1, min(processes if dev.type == "cpu" else 1, len(batches)))
     bar = tqdm(total=sum(len(s) for s in sentences), desc="predicting", unit="word", disable=not progress)
-    for batch in sorted_batches(lengths, batch_size, max_tokens):
-        rows = [windows[i] for i in batch]
-        ids, mask = pad_ids([w.input_ids for w in rows], pad_id)
-        ids, mask = ids.to(dev), mask.to(dev)
-        where = flat_positions([w.positions for w in rows], ids.shape[1]).to(dev)
-        logits = word_logits(model, embed(model, ids), mask, 0, where)
-        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        start = 0
-        for w in rows:
-            n = len(w.word_ids)
-            out[w.sentence][w.word_ids] = probs[start : start + n]
-            start += n
-        bar.update(len(where))
+
+    @torch.no_grad()
+    def run(part: int) -> list[np.ndarray]:
+        """Probabilities of every `parts`-th batch from `part` on (batches are longest first: balanced)."""
+        found = []
+        for batch in batches[part::parts]:
+            rows = [windows[i] for i in batch]
+            ids, mask = pad_ids([w.input_ids for w in rows], pad_id)
+            ids, mask = ids.to(dev), mask.to(dev)
+            where = flat_positions([w.positions for w in rows], ids.shape[1]).to(dev)
+            logits = word_logits(model, embed(model, ids), mask, 0, where)
+            found.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+            if part == 0:
+                bar.update(len(where))  # the other parts' words are counted when they arrive
+        return found
+
+    for part, found in enumerate(runtime.forked_map(run, parts)):
+        for batch, probs in zip(batches[part::parts], found, strict=True):
+            if part:
+                bar.update(len(probs))
+            start = 0
+            for i in batch:
+                w = windows[i]
+                n = len(w.word_ids)
+                out[w.sentence][w.word_ids] = probs[start : start + n]
+                start += n
     bar.close()
     return out
 

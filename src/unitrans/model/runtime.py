@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import multiprocessing
 import resource
+import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
 from unitrans.errors import UnitransError
 
 KNOWN_DEVICES = ("cpu", "cuda", "mps")
+T = TypeVar("T")
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -116,3 +120,54 @@ def quiet_transformers():
         hf_logging.set_verbosity(level)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def forked_map(work: Callable[[int], T], parts: int) -> list[T]:
+    """[work(0), …, work(parts - 1)]: part 0 here, the others side by side in forked processes, each with
+    this process's threads shared out (one each on 2 cores). For read-only work such as prediction, whose
+    numbers do not depend on the thread count: on a CPU, P one-thread processes outrun one process with P
+    threads (benchmarks/README.md, "Parts of a batch in processes"). A failing part is a RuntimeError here.
+    """
+    if parts <= 1:
+        return [work(0)]
+    threads = max(1, torch.get_num_threads() // parts)
+    context = multiprocessing.get_context("fork")
+    conns, procs = [], []
+    for part in range(1, parts):
+        here, there = context.Pipe(duplex=False)
+        proc = context.Process(target=_forked_part, args=(work, part, threads, there, here), daemon=True)
+        proc.start()
+        there.close()
+        conns.append(here)
+        procs.append(proc)
+    try:
+        with torch_threads(threads):
+            results = [work(0)]
+        for part, conn in enumerate(conns, start=1):
+            try:
+                status, value = conn.recv()
+            except EOFError:
+                status, value = "error", "the process ended without a result"
+            if status != "ok":
+                raise RuntimeError(f"part {part} of {parts} failed: {value}")
+            results.append(value)
+        return results
+    finally:
+        for conn in conns:
+            conn.close()
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def _forked_part(work: Callable[[int], Any], part: int, threads: int, conn: Any, other: Any) -> None:
+    other.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    torch.set_num_threads(threads)
+    try:
+        conn.send(("ok", work(part)))
+    except BaseException as exc:  # reported to the parent, which raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    conn.close()

@@ -140,12 +140,12 @@ def resolve_model_dir(path: Path) -> Path:
 class Tagger:
     """A checkpoint loaded once, tagging any number of line batches."""
 
-    def __init__(self, model: Path, *, device: str | None = None) -> None:
+    def __init__(self, model: Path, *, device: str | None = None, processes: int = 1) -> None:
         from unitrans.model.predict import checkpoint_max_length, model_labels
         from unitrans.model.tagger import load_tagger
 
         self.model_dir = resolve_model_dir(model)
-        self.device = device
+        self.device, self.processes = device, processes
         self.labels = model_labels(self.model_dir)
         self.model, self.tokenizer = load_tagger(self.model_dir)
         self.max_length = checkpoint_max_length(self.model_dir, self.model)
@@ -162,7 +162,7 @@ class Tagger:
         if worded:
             sentences = [Sentence(tuple(t.text for t in tokens[i])) for i in worded]
             found = predict_loaded(self.model, self.tokenizer, sentences, max_length=self.max_length,
-                                   progress=False, device=self.device)  # fmt: skip
+                                   progress=False, device=self.device, processes=self.processes)  # fmt: skip
             probs = dict(zip(worded, found, strict=True))
             tags = dict(zip(worded, decode_tags(found, self.labels), strict=True))
         out = []
@@ -261,13 +261,15 @@ def tag_files(
     batch_lines: int = DEFAULT_BATCH_LINES,
     stdin: IO[str] | None = None,
     device: str | None = None,
+    processes: int = 1,
 ) -> TagStats:
     """Tag files (or stdin when none), passing each line's output to `write` as soon as its batch is done.
 
     JSON: one object per input line, `file` added when several files are given. CoNLL: per input line
     its words as `word<TAB>tag` lines, then one blank line, so an empty input line is a blank line alone
     and the k-th blank-line-terminated block is the k-th input line; several files' blocks follow each
-    other in order, without file names (tag them one at a time to keep them apart).
+    other in order, without file names (tag them one at a time to keep them apart). `processes` > 1
+    shares each batch's prediction among forked one-thread processes (same output, faster on a CPU).
     """
     if fmt not in FORMATS:
         raise UnitransError(f"expected --format {' or '.join(FORMATS)}, found {fmt!r}")
@@ -275,7 +277,7 @@ def tag_files(
     resolve_model_dir(model)  # a wrong --model is one line before stdin is read
     inputs = read_inputs(paths, stdin)  # all decoded first: a bad file fails before any output
     started = time.perf_counter()
-    tagger = Tagger(model, device=device)
+    tagger = Tagger(model, device=device, processes=processes)
     stats = TagStats(load_seconds=time.perf_counter() - started)
     several = len(inputs) > 1
     started = time.perf_counter()
