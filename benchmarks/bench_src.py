@@ -155,6 +155,7 @@ def part_b_unitrans(args: argparse.Namespace) -> dict:
         max_length=config.max_length,
         progress=not args.quiet,
         bf16=False if args.no_bf16 else None,
+        processes=args.processes,
     )
     predict_s = time.perf_counter() - t
     return {
@@ -280,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--langs", nargs="+", default=list(LANGS))
     parser.add_argument("--no-bf16", action="store_true")
     parser.add_argument("--freeze-layers", type=int, default=3, help="Part b: frozen layers, both sides.")
-    parser.add_argument("--processes", type=int, default=1, help="Part b: unitrans's batch parts.")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="Part b: unitrans's processes (batch parts, prediction)."
+    )
     parser.add_argument(
         "--frozen-dropout",
         action="store_true",
