@@ -29,11 +29,13 @@ STATS = re.compile(
 )
 
 
-def run_once(model: Path, text: Path, batch_lines: int, fmt: str, threads: int) -> dict[str, object]:
+def run_once(
+    model: Path, text: Path, batch_lines: int, fmt: str, threads: int, processes: int
+) -> dict[str, object]:
     """One `unitrans tag` process; its stats line parsed, wall seconds and peak RSS (MiB) added."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "unitrans", "tag", "--model", str(model), "--batch-lines", str(batch_lines),
-           "--format", fmt, str(text)]  # fmt: skip
+           "--format", fmt, "--processes", str(processes), str(text)]  # fmt: skip
     started = time.perf_counter()
     with open(os.devnull, "wb") as sink, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=err, env=env)
@@ -48,7 +50,8 @@ def run_once(model: Path, text: Path, batch_lines: int, fmt: str, threads: int) 
     if match is None:
         sys.exit(f"no stats line in: {stderr.strip()}")
     peak_mib = usage.ru_maxrss / 1024  # KiB on Linux
-    row: dict[str, object] = {"batch_lines": batch_lines, "format": fmt, "threads": threads}
+    row: dict[str, object] = {"batch_lines": batch_lines, "format": fmt, "threads": threads,
+                              "processes": processes}  # fmt: skip
     row.update({k: float(v) if "." in v else int(v) for k, v in match.groupdict().items()})
     row.update({"wall_seconds": round(wall, 2), "peak_rss_mib": round(peak_mib)})
     return row
@@ -61,11 +64,15 @@ def main() -> None:
     parser.add_argument("--batch-lines", type=int, nargs="+", default=[256], help="Settings to time.")
     parser.add_argument("--format", default="json", choices=["json", "conll"])
     parser.add_argument("--threads", type=int, default=0, help="Torch threads (default: all cores).")
+    parser.add_argument("--processes", type=int, nargs="+", default=[0],
+                        help="`unitrans tag --processes` settings to time (0 = one per thread).")  # fmt: skip
     args = parser.parse_args()
     threads = args.threads or len(os.sched_getaffinity(0))
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     for size in sorted(args.batch_lines):
-        print(json.dumps(run_once(args.model, args.text, size, args.format, threads)), flush=True)
+        for processes in args.processes:
+            row = run_once(args.model, args.text, size, args.format, threads, processes)
+            print(json.dumps(row), flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
