@@ -13,7 +13,7 @@ from test_train_supervised import TRAIN, config
 from unitrans.cli import main
 from unitrans.errors import UnitransError
 from unitrans.model import runtime
-from unitrans.model.predict import predict_probs, resolve_processes
+from unitrans.model.predict import MIN_BATCHES_PER_PART, predict_probs, resolve_processes
 from unitrans.train.supervised import train_tagger
 
 
@@ -24,10 +24,21 @@ def model(tiny_encoder_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("processes", [2, 3, 50])
-def test_processes_give_the_same_probabilities(model, processes):
+def test_processes_give_the_same_probabilities(model, processes, monkeypatch):
+    calls = []
+    monkeypatch.setattr(runtime, "forked_map", lambda work, parts: calls.append(parts) or [
+        work(p) for p in range(parts)])  # fmt: skip
     one = predict_probs(model, TRAIN, progress=False, batch_size=2)
     many = predict_probs(model, TRAIN, progress=False, batch_size=2, processes=processes)
     assert len(many) == len(TRAIN) and all(np.array_equal(a, b) for a, b in zip(one, many, strict=True))
+    batches = -(-len(TRAIN) // 2)  # one window per sentence, two per batch
+    assert calls == [1, processes if batches >= MIN_BATCHES_PER_PART * processes else 1]
+
+
+def test_processes_in_forked_processes_give_the_same_probabilities(model):
+    one = predict_probs(model, TRAIN, progress=False, batch_size=1)
+    many = predict_probs(model, TRAIN, progress=False, batch_size=1, processes=3)
+    assert all(np.array_equal(a, b) for a, b in zip(one, many, strict=True))
 
 
 def test_forked_map_keeps_part_order_and_reports_a_failing_part():

@@ -80,6 +80,18 @@ def test_select_and_align_picks_the_alignable_layer():
     assert chosen.layer == 8 and scores[8] > scores[4]
 
 
+@pytest.mark.parametrize("processes", [2, 3])
+def test_layers_aligned_side_by_side_give_the_loops_numbers(processes):
+    """Forked processes per layer (the pipeline's translation) change nothing: same maps, same scores."""
+    layers = {k: rotated_pair(seed=k, noise=0.05 * k) for k in (1, 2, 3)}
+    src = {k: pair[0] for k, pair in layers.items()}
+    tgt = {k: pair[1] for k, pair in layers.items()}
+    one, one_scores = select_and_align(src, tgt, AlignConfig(normalize=""))
+    many, many_scores = select_and_align(src, tgt, AlignConfig(normalize=""), processes=processes)
+    assert list(many_scores) == [1, 2, 3] and many_scores == one_scores
+    assert many.layer == one.layer and np.array_equal(many.W, one.W) and many.history == one.history
+
+
 def test_borrowings_are_dropped_from_the_target():
     src = WordEmbeddings(("the", "madrid", "x"), np.eye(3, dtype=np.float32), np.array([1000, 10, 10]))
     tgt = WordEmbeddings(("de", "madrid", "the"), np.eye(3, dtype=np.float32), np.array([1000, 20, 2]))

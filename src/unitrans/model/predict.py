@@ -38,6 +38,10 @@ def model_labels(model_dir: Path) -> list[str]:
         raise UnitransError(f"{model_dir}: cannot read the checkpoint's labels ({err})") from None
 
 
+MIN_BATCHES_PER_PART = 3
+"""`processes` > 1 shares out only calls with at least this many batches per process."""
+
+
 def resolve_processes(processes: int, device: torch.device) -> int:
     """A `--processes` option resolved: 0 is one per torch thread on a CPU; a GPU predicts in one process."""
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
@@ -117,7 +121,9 @@ def predict_loaded(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     lengths = [len(w) for w in windows]
     batches = sorted_batches(lengths, batch_size, max_tokens)
-    parts = max(1, min(processes if dev.type == "cpu" else 1, len(batches)))
+    # A fork per call pays off only with a few batches per part (`unitrans tag` calls this per batch of
+    # lines: with its default 256 lines, two batches, parts ran slower than one process).
+    parts = processes if dev.type == "cpu" and len(batches) >= MIN_BATCHES_PER_PART * processes else 1
     bar = tqdm(total=sum(len(s) for s in sentences), desc="predicting", unit="word", disable=not progress)
 
     @torch.no_grad()

@@ -123,14 +123,15 @@ def quiet_transformers():
 
 
 def forked_map(work: Callable[[int], T], parts: int) -> list[T]:
-    """[work(0), …, work(parts - 1)]: part 0 here, the others side by side in forked processes, each with
-    this process's threads shared out (one each on 2 cores). For read-only work such as prediction, whose
-    numbers do not depend on the thread count: on a CPU, P one-thread processes outrun one process with P
-    threads (benchmarks/README.md, "Parts of a batch in processes"). A failing part is a RuntimeError here.
+    """[work(0), …, work(parts - 1)]: part 0 here, the others side by side in forked processes, every
+    part on one thread (GNU OpenMP deadlocks in a forked child that starts a team of threads, and torch
+    gives a forked child one thread for that reason). For work such as prediction: on a CPU, P
+    one-thread processes outrun one process with P threads (benchmarks/README.md, "Parts of a batch in
+    processes"). A failing part is a RuntimeError here.
     """
     if parts <= 1:
         return [work(0)]
-    threads = max(1, torch.get_num_threads() // parts)
+    threads = 1
     context = multiprocessing.get_context("fork")
     conns, procs = [], []
     for part in range(1, parts):

@@ -87,7 +87,13 @@ def run_translation(
     progress: bool = True,
     dictionary: Any = FROM_CONFIG,
 ) -> dict[str, Any]:
-    """Translate the labelled source sentences word by word; write D_trans (CoNLL) and the lexicon (TSV)."""
+    """Translate the labelled source sentences word by word; write D_trans (CoNLL) and the lexicon (TSV).
+
+    The candidate layers are aligned side by side, one process per share of this machine's cores that
+    a stage gets (two on 2 cores with one thread a stage): the numbers do not depend on it."""
+    import torch
+
+    from unitrans.pipeline.parallel import available_cores
     from unitrans.translate.lexicon import write_lexicon
     from unitrans.translate.word_translation import translate_corpus
 
@@ -101,6 +107,7 @@ def run_translation(
         cache_dir=cache_dir,
         progress=progress,
         dictionary=dictionary,
+        processes=max(1, available_cores() // torch.get_num_threads()),
     )
     write_conll(out_file, result.sentences)
     write_lexicon(lexicon_file, result.lexicon)

@@ -113,7 +113,7 @@ class TrainConfig:
         metadata={
             "help": "CPU processes that share each step's batch (parts side by side, one thread each, "
             "gradients summed in part order): faster than threads for a stage that runs alone; the "
-            "numbers depend on this count, not on timing."
+            "numbers depend on this count only, not on threads or timing."
         },
     )
     save_every: int = field(

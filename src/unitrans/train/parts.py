@@ -93,9 +93,11 @@ class PartWorkers:
     """
 
     def __init__(self, run: PartStep, params: list[torch.Tensor], grads: torch.Tensor, parts: int,
-                 threads: int = 1, side_by_side: bool = True) -> None:  # fmt: skip
+                 side_by_side: bool = True) -> None:  # fmt: skip
         self.run, self.params, self.grads = run, params, grads
-        self.parts, self.threads, self.side_by_side = parts, threads, side_by_side
+        # One thread a part, here too: a forked child must not start an OpenMP team (GNU OpenMP
+        # deadlocks), and the numbers then depend on the number of parts alone.
+        self.parts, self.threads, self.side_by_side = parts, 1, side_by_side
         self.buffers = [torch.zeros_like(grads) for _ in range(parts - 1)]
         self.conns: list[Connection] = []
         self.procs: list[multiprocessing.process.BaseProcess] = []

@@ -314,8 +314,7 @@ def train_tagger(
             loss.backward()
         return float(loss.detach()), int(mask.sum())
 
-    workers = PartWorkers(part_backward, trainable, grads.buffer, config.processes,
-                          threads=max(1, torch.get_num_threads() // config.processes))  # fmt: skip
+    workers = PartWorkers(part_backward, trainable, grads.buffer, config.processes)
     model.train()
     tokens_done, loss_ema = 0, None
     t_train = time.perf_counter()

@@ -214,12 +214,28 @@ def select_and_align(
     config: AlignConfig,
     *,
     seed_words: Sequence[tuple[str, str]] = (),
+    processes: int = 1,
 ) -> tuple[Alignment, dict[int, float]]:
-    """Align every candidate layer and keep the one with the best unsupervised criterion."""
-    results = {
-        layer: align(src_layers[layer], tgt_layers[layer], config, layer=layer, seed_words=seed_words)
-        for layer in src_layers
-    }
+    """Align every candidate layer and keep the one with the best unsupervised criterion.
+
+    `processes` > 1 aligns the layers side by side in forked one-thread processes (`runtime.forked_map`);
+    only where this process has one thread, so that each layer's numbers are those of the loop."""
+    import torch
+
+    from unitrans.model.runtime import forked_map
+
+    layers = list(src_layers)
+    parts = max(1, min(processes, len(layers))) if torch.get_num_threads() == 1 else 1
+
+    def run(part: int) -> list[Alignment]:
+        return [
+            align(src_layers[layer], tgt_layers[layer], config, layer=layer, seed_words=seed_words)
+            for layer in layers[part::parts]
+        ]
+
+    done = forked_map(run, parts)
+    results = {a.layer: a for part in done for a in part}
+    results = {layer: results[layer] for layer in layers}  # the loop's order: ties go to the first
     scores = {layer: a.criterion for layer, a in results.items()}
     chosen = max(scores, key=lambda layer: scores[layer])
     logger.info("criterion per layer %s -> layer %d", {k: round(v, 4) for k, v in scores.items()}, chosen)

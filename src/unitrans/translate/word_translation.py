@@ -206,6 +206,7 @@ def choose_encoder(
     cache_dir: Path | None = None,
     progress: bool = True,
     seed: Sequence[tuple[str, str]] = (),
+    processes: int = 1,
 ) -> EncoderChoice:
     """Align `config.encoder`'s layers and those of each of `config.other_encoders`; keep the best
     (alignment, layer) by the label-free criterion, the same one that picks a layer within an encoder
@@ -216,7 +217,9 @@ def choose_encoder(
     for name in (config.encoder, *config.other_encoders):
         candidate = replace(config, encoder=name, other_encoders=())
         src, tgt = word_vectors(source, target_text, candidate, cache_dir=cache_dir, progress=progress)
-        alignment, criteria[name] = select_and_align(src, tgt, candidate.align_config(), seed_words=seed)
+        alignment, criteria[name] = select_and_align(
+            src, tgt, candidate.align_config(), seed_words=seed, processes=processes
+        )
         choices.append(EncoderChoice(candidate, alignment, src, criteria))
     best = max(choices, key=lambda c: c.alignment.criterion)  # the first of equals: `encoder`
     if config.other_encoders:
@@ -350,16 +353,19 @@ def translate_corpus(
     cache_dir: Path | None = None,
     progress: bool = True,
     dictionary: UserDictionary | None = None,
+    processes: int = 1,
 ) -> TranslationResult:
     """D_trans: the labelled `source` translated word by word into the language of `target_text`.
 
     A user's `dictionary` (read with the config's `lowercase`) seeds the map and overrides the lexicon.
+    `processes` > 1 aligns the candidate layers side by side (the same numbers, sooner).
     """
     casing = resolve_casing(config.casing, source, target_text)
     if casing != config.casing:
         config = replace(config, casing=casing)
     seed = dictionary.pairs if dictionary is not None else ()
-    choice = choose_encoder(source, target_text, config, cache_dir=cache_dir, progress=progress, seed=seed)
+    choice = choose_encoder(source, target_text, config, cache_dir=cache_dir, progress=progress, seed=seed,
+                            processes=processes)  # fmt: skip
     config, alignment, src_layers = choice.config, choice.alignment, choice.src_layers
     criteria = choice.criteria[config.encoder]
     lexicon = induce_lexicon(alignment, k=config.csls_k, progress=progress)
