@@ -114,7 +114,8 @@ class FakeRay:
         return [{"Alive": True, "Resources": self.resources}]
 
     def remote(self, fn):
-        return SimpleNamespace(options=lambda **kw: self.options.update(kw) or SimpleNamespace(remote=None))
+        sent = SimpleNamespace(remote=lambda *args: SimpleNamespace(future=lambda: "future"))
+        return SimpleNamespace(options=lambda **kw: self.options.update(kw) or sent)
 
     def shutdown(self) -> None:
         self.shut = True
@@ -137,6 +138,7 @@ def test_ray_tasks_ask_for_the_local_thread_count_and_a_gpu_when_there_is_one(mo
     assert stages.slots == 2  # 16 CPUs / 2 threads per stage, but 2 GPUs
     assert fake.inits == [{"include_dashboard": False, "logging_level": logging.WARNING,
                            "address": "ray://head:10001"}]  # fmt: skip
+    assert stages.submit(lambda ctx: None, "shared") == "future"
     assert fake.options == {"num_cpus": 2, "num_gpus": 1}
     stages.close()
     assert fake.shut  # a connection it opened, it closes
@@ -155,7 +157,8 @@ def test_a_caller_s_ray_connection_is_used_and_left_open(monkeypatch):
     fake = FakeRay(cpus=2)
     fake.inits.append({"by": "caller"})
     stages = _stages(fake, monkeypatch, workers=2)
-    assert stages.slots == 2 and fake.options == {"num_cpus": 1, "num_gpus": 0}
+    assert stages.slots == 2 and stages.submit(lambda ctx: None, "shared") == "future"
+    assert fake.options == {"num_cpus": 1, "num_gpus": 0}
     stages.close()
     assert fake.inits == [{"by": "caller"}] and not fake.shut
 
@@ -212,4 +215,5 @@ def test_a_lone_stage_reserves_its_threads_up_to_a_node(monkeypatch):
     assert stages.submit(lambda ctx: None, "shared") == "future"
     stages.submit(lambda ctx: None, "lone", 2)
     stages.submit(lambda ctx: None, "too big", 16)
-    assert sent == [({}, 1), ({"num_cpus": 2}, 1), ({"num_cpus": 4}, 1)]
+    assert sent == [({"num_cpus": 1, "num_gpus": 0}, 1), ({"num_cpus": 2, "num_gpus": 0}, 1),
+                    ({"num_cpus": 4, "num_gpus": 0}, 1)]  # fmt: skip

@@ -133,7 +133,7 @@ def student(
         inputs["hard"] = hard.key
     if init is not None:  # only then: keys of students from the pretrained encoder stay as they were
         inputs["init"] = init.key
-    if threads:  # likewise: a student sharing the threads keeps its key
-        settings["threads"] = threads
+    if threads and not (cfg.student_threads == "split" and threads == 1):  # likewise: a student that
+        settings["threads"] = threads  # shares the threads, or is split into one part, keeps its key
     work = target_text.words() * cfg.student_epochs
     return ctx.run("student", settings, inputs, build, label=label, seed=seed, resumable=True, work=work)

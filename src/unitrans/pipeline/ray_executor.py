@@ -95,9 +95,10 @@ class RayStages:
         if gpus:
             slots = min(slots, sum(n.get("GPU", 0) // 1 for n in nodes))
         self._slots = max(1, int(slots))
-        task = ray.remote(_stage_task).options(num_cpus=threads, num_gpus=gpus)
-        self._remote = (task, threads, _log_setup(), worker_args(self.ctx))
-        self._biggest = int(biggest)
+        # Options are set per submit on the bare remote function: Ray's `.options()` result has no
+        # `.options()` of its own, and a lone stage needs other CPUs than the shared ones.
+        self._remote = (ray.remote(_stage_task), threads, _log_setup(), worker_args(self.ctx))
+        self._biggest, self._gpus = int(biggest), gpus
         logger.info(
             "Ray: %d node(s), stages with %d CPU(s)%s each, up to %d at once",
             len(nodes), threads, " and 1 GPU" if gpus else "", self._slots,
@@ -112,9 +113,10 @@ class RayStages:
     def submit(self, call: StageCall, label: str, threads: int = 0) -> Future[StageRecord]:
         if self._remote is None:
             self._connect()
-        task, shared, logs, args = self._remote
-        if threads:  # a lone stage sets its own threads; it reserves as many CPUs as one node has
-            task = task.options(num_cpus=min(threads, self._biggest))
+        base, shared, logs, args = self._remote
+        # a lone stage sets its own threads; it reserves as many CPUs as one node has
+        cpus = min(threads, self._biggest) if threads else shared
+        task = base.options(num_cpus=cpus, num_gpus=self._gpus)
         return task.remote(shared, logs, args, call, label).future()
 
     def result(self, future: Future[StageRecord], unfinished: list[str]) -> StageRecord:
