@@ -61,6 +61,23 @@ class Interrupt(Exception):
     pass
 
 
+def dying_loss(at_call: int):
+    """The default loss, raising `Interrupt` at its `at_call`-th call (in this process): an interrupted run
+    that a resume must finish to the same weights."""
+    calls = 0
+
+    def loss(logits, hard, soft):
+        nonlocal calls
+        calls += 1
+        if calls == at_call:
+            raise Interrupt
+        return cross_entropy_loss(logits, hard, soft)
+
+    loss.__qualname__ = cross_entropy_loss.__qualname__  # same run as far as resume is concerned
+    loss.divides_by = cross_entropy_loss.divides_by
+    return loss
+
+
 @pytest.mark.parametrize("batch_by", ["sentences", "words"])
 def test_interrupted_run_resumes_to_the_same_weights(tiny_encoder_dir, tmp_path, batch_by):
     cfg = config(tiny_encoder_dir, save_every=3, epochs=3, batch_by=batch_by)
