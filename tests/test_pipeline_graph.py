@@ -21,10 +21,12 @@ class Log:
         self.lock = threading.Lock()
         self.adopted: dict[tuple, str] = {}
 
-    def task(self, ident: tuple, needs: tuple = (), seconds: float = 0.0, threads: int = 0) -> GraphTask:
-        def call(ctx: object) -> str:
+    def task(
+        self, ident: tuple, needs: tuple = (), seconds: float = 0.0, threads: int = 0, **flags: bool
+    ) -> GraphTask:
+        def call(ctx: object, alone: bool = True) -> str:
             with self.lock:
-                self.events.append(f"start {ident[0]}")
+                self.events.append(f"start {ident[0]}" + ("" if alone else " in a slot"))
             time.sleep(seconds)
             with self.lock:
                 self.events.append(f"end {ident[0]}")
@@ -34,7 +36,7 @@ class Log:
             assert all(n in self.adopted for n in needs), f"{ident} made before its needs were adopted"
             return call, lambda rec: self.adopted.__setitem__(ident, rec)
 
-        return GraphTask(ident, needs, make, threads)
+        return GraphTask(ident, needs, make, threads, **flags)
 
 
 class ThreadWorkers:
@@ -135,3 +137,55 @@ def test_a_lone_stage_waits_for_the_running_ones_and_runs_alone(threads_as_worke
     assert end == start + 1  # nothing started or ended while it ran
     assert ev.index("start test") > end and ev.index("start late") > end
     assert len(log.adopted) == 5
+
+
+def test_a_flexible_lone_stage_takes_a_slot_while_heavy_stages_run(threads_as_workers):
+    """A split student ready while another language's teacher trains: waiting to run alone would idle a
+    core for the teacher's minutes, so it starts in the free slot beside it, its parts in turn."""
+    log = Log()
+    tasks = [
+        log.task(("teacher",), seconds=0.4, heavy=True),
+        log.task(("student",), seconds=0.05, threads=2, flexible=True, heavy=True),
+        log.task(("test",), needs=(("student",),), seconds=0.01),
+    ]
+    StagePool(threads_as_workers, 2).run_graph(tasks)
+    ev = log.events
+    assert "start student in a slot" in ev
+    assert ev.index("start student in a slot") < ev.index("end teacher")
+    assert len(log.adopted) == 3
+
+
+def test_a_flexible_stage_waits_to_run_alone_when_only_short_stages_remain(threads_as_workers):
+    """One language's tail: only a prediction runs beside the ready student, and what needs the student
+    does not count as work elsewhere: it waits and runs alone (parts side by side)."""
+    log = Log()
+    tasks = [
+        log.task(("probs",), seconds=0.3),
+        log.task(("student",), seconds=0.05, threads=2, flexible=True, heavy=True),
+        log.task(("round2",), needs=(("student",),), seconds=0.01, heavy=True),
+    ]
+    StagePool(threads_as_workers, 2).run_graph(tasks)
+    ev = log.events
+    start = ev.index("start student")
+    assert ev.index("end probs") < start and ev[start + 1] == "end student"
+
+
+def test_a_flexible_stage_with_nothing_running_runs_alone(threads_as_workers):
+    log = Log()
+    tasks = [
+        log.task(("student",), seconds=0.05, threads=2, flexible=True, heavy=True),
+        log.task(("teacher",), needs=(("student",),), seconds=0.05, heavy=True),
+    ]
+    StagePool(threads_as_workers, 2).run_graph(tasks)
+    assert log.events[:2] == ["start student", "end student"]
+
+
+def test_a_lone_stage_that_is_not_flexible_never_takes_a_slot(threads_as_workers):
+    """`student_threads=all`: its numbers depend on its threads, so it waits even beside heavy work."""
+    log = Log()
+    tasks = [
+        log.task(("teacher",), seconds=0.3, heavy=True),
+        log.task(("student",), seconds=0.05, threads=2, heavy=True),
+    ]
+    StagePool(threads_as_workers, 2).run_graph(tasks)
+    assert log.events == ["start teacher", "end teacher", "start student", "end student"]

@@ -17,7 +17,7 @@ from unitrans.data.schemes import CONLL_LABELS
 from unitrans.errors import UnitransError
 from unitrans.pipeline.config import make_config
 from unitrans.pipeline.runner import run_pipeline
-from unitrans.train import parts, supervised
+from unitrans.train import parts
 from unitrans.train.distill import DistillLoss
 from unitrans.train.supervised import TrainConfig, cross_entropy_loss, train_tagger
 
@@ -59,16 +59,16 @@ def test_the_parts_losses_add_up_to_the_whole_batchs(per_word):
 
 @pytest.mark.parametrize("processes", [2, 3])
 @pytest.mark.parametrize("distil", [False, True])
-def test_parts_side_by_side_give_the_bits_of_parts_in_turn(tiny_encoder_dir, tmp_path, monkeypatch, processes,
-                                                           distil):  # fmt: skip
+def test_parts_side_by_side_give_the_bits_of_parts_in_turn(tiny_encoder_dir, tmp_path, processes, distil):
     hard, soft = _distill_targets()
     kwargs = dict(hard_labels=hard, soft_targets=soft, loss_fn=DistillLoss(soft="kl")) if distil else {}
     data = UNLABELLED if distil else TRAIN
     cfg = config(tiny_encoder_dir, processes=processes)
     forked = weights(train_tagger(data, tmp_path / "forked", cfg, progress=False, **kwargs))
     one = weights(train_tagger(data, tmp_path / "one", config(tiny_encoder_dir), progress=False, **kwargs))
-    monkeypatch.setattr(supervised, "PartWorkers", functools.partial(parts.PartWorkers, side_by_side=False))
-    in_turn = weights(train_tagger(data, tmp_path / "in-turn", cfg, progress=False, **kwargs))
+    in_turn = weights(
+        train_tagger(data, tmp_path / "in-turn", cfg, progress=False, side_by_side=False, **kwargs)
+    )
     assert all(torch.equal(forked[n], in_turn[n]) for n in forked)
     assert not torch.equal(forked["classifier.weight"], one["classifier.weight"])  # other dropout draws
 
@@ -141,3 +141,25 @@ def test_the_split_student_runs_in_parts_and_is_keyed_by_them(tiny_encoder_dir, 
     assert settings["threads"] == 2 and settings["train"]["processes"] == 2
     plain = json.loads((_record(shared, label).folder / "manifest.json").read_text())["settings"]
     assert "threads" not in plain and "processes" not in plain["train"]
+
+
+def test_a_split_student_in_a_workers_slot_gives_the_same_student(tiny_encoder_dir, tmp_path, monkeypatch):
+    """The scheduler may run a split student in one worker's slot, its parts in turn (`alone=False`):
+    same key, same test probabilities as the student that ran alone with its parts side by side."""
+    from unitrans.pipeline import distillation, language
+    from unitrans.pipeline.stages import read_probs
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        alone = run_pipeline(_config(tiny_encoder_dir, tmp_path / "a", tmp_path / "c1"), progress=False)
+        in_a_slot = functools.partial(distillation.student, alone=False)
+        monkeypatch.setattr(language.distillation, "student", in_a_slot)
+        in_slot = run_pipeline(_config(tiny_encoder_dir, tmp_path / "b", tmp_path / "c2"), progress=False)
+    finally:
+        torch.set_num_threads(before)
+    label = "es: student unitrans (seed 42)"
+    assert _record(alone, label).key == _record(in_slot, label).key
+    test = "es: unitrans (seed 42) on test"
+    for x, y in zip(read_probs(_record(alone, test)), read_probs(_record(in_slot, test)), strict=True):
+        assert np.array_equal(x, y)

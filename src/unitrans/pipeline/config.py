@@ -73,8 +73,9 @@ class PipelineConfig:
             "stage; all: it runs alone with all of this process's threads (nothing starts beside it), "
             "faster when it is a run's last long stage (one target); split: it runs alone, each batch cut "
             "into one part per thread, the parts side by side in processes of one thread each (the default: "
-            "1.8x faster than shared on 2 cores; TrainConfig.processes). With all or split its numbers "
-            "depend on the thread count, which its cache key records."
+            "1.8x faster than shared on 2 cores; TrainConfig.processes), or, while trainings run or wait "
+            "elsewhere, in one worker's slot with the parts in turn (the same bits). With all or split its "
+            "numbers depend on the thread count, which its cache key records."
         ),
     )
     student_init: str = field(

@@ -85,11 +85,14 @@ def student(
     label: str,
     init: StageRecord | None = None,
     threads: int = 0,
+    alone: bool = True,
 ) -> StageRecord:
     """Distil a student on D_T (Eq. 9): η·L_hard + L_soft, from the pretrained encoder (as published)
     or from a teacher's weights (`init`, the `student_init` setting; `student_merge` blends the trained
     weights back toward them). `threads` > 0: it runs alone with that many threads (`student_threads=all`),
-    or in that many one-thread processes (`split`), recorded in its key since the numbers depend on them."""
+    or in that many one-thread processes (`split`), recorded in its key since the numbers depend on them.
+    `alone=False` (a split student the scheduler put in one worker's slot, beside other stages): the same
+    parts, computed in turn on the worker's thread; the same numbers and key."""
     cfg = ctx.config
     eta = cfg.eta if hard is not None else 0.0
     loss = DistillLoss(eta=eta, soft_weight=1.0 if soft is not None else 0.0, soft=cfg.soft_loss)
@@ -108,7 +111,7 @@ def student(
         soft_targets = read_probs(soft) if soft is not None else None
         if len(hard_labels) != n or (soft_targets is not None and len(soft_targets) != n):
             raise UnitransError("teacher outputs do not cover the unlabelled target text")
-        with torch_threads(threads):
+        with torch_threads(threads if alone else 0):
             train_tagger(
                 target_text.sentences,
                 folder / "model",
@@ -120,6 +123,7 @@ def student(
                 init=None if init is None else init.folder / "model",
                 progress=ctx.progress,
                 compact=True,
+                side_by_side=alone,
             )
         return {"sentences": n}
 

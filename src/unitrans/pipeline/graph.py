@@ -15,7 +15,7 @@ from unitrans.pipeline.cache import StageRecord
 from unitrans.pipeline.config import PipelineConfig
 from unitrans.pipeline.eta import PlannedStage
 from unitrans.pipeline.language import LanguageStages
-from unitrans.pipeline.parallel import GraphTask, StageCall, lone_threads
+from unitrans.pipeline.parallel import GraphTask, StageCall, lone_threads, on_cpu
 from unitrans.pipeline.stages import Corpus, StageContext
 from unitrans.pipeline.variants import VARIANTS, report_rows
 
@@ -40,7 +40,8 @@ def stage_graph(languages: dict[str, LanguageStages], config: PipelineConfig) ->
     ]
     models: set[tuple[str, str, int]] = set()
     init = config.student_init  # a student may start from a teacher of its seed
-    student_threads = lone_threads(config.student_threads)  # > 0: each student runs alone
+    student_threads = lone_threads(config.student_threads) if on_cpu() else 0  # > 0: runs alone
+    flexible = config.student_threads == "split"  # its parts give the same bits in turn: may take a slot
     for lg, seed, name in plan:
         v = VARIANTS[name]
         kinds = [(k, s) for k in v.models() for s in lg.member_seeds(seed, v.ensemble)]
@@ -52,14 +53,17 @@ def stage_graph(languages: dict[str, LanguageStages], config: PipelineConfig) ->
         models.update((lang, "src", s) for lang, kind, s in list(models) if kind == "trans")
     first = next(iter(languages.values()))
 
+    def translation(lg: LanguageStages) -> tuple:
+        return lg.translation_call(), lg.adopt_translation
+
     def model(lg: LanguageStages, kind: str, s: int) -> tuple:
         return lg.model_call(kind, s), functools.partial(lg.adopt_model, kind, s)
 
     srcs = sorted({s for _, kind, s in models if kind == "src"})
-    tasks = [GraphTask(("src", s), (), functools.partial(model, first, "src", s)) for s in srcs]
+    tasks = [GraphTask(("src", s), (), functools.partial(model, first, "src", s), heavy=True) for s in srcs]
     if any(kind != "src" for _, kind, _ in models):
         tasks += [
-            GraphTask(("translate", lg.lang), (), lambda lg=lg: (lg.translation_call(), lg.adopt_translation))
+            GraphTask(("translate", lg.lang), (), functools.partial(translation, lg), heavy=True)
             for lg in languages.values()
         ]
     for lang, kind, s in sorted(models):
@@ -67,7 +71,7 @@ def stage_graph(languages: dict[str, LanguageStages], config: PipelineConfig) ->
             src_first = kind == "teach" or (kind == "trans" and config.denoise != "none")  # D_trans weights
             needs = (("translate", lang),) + ((("src", s),) if src_first else ())
             make = functools.partial(model, languages[lang], kind, s)
-            tasks.append(GraphTask((lang, kind, s), needs, make))
+            tasks.append(GraphTask((lang, kind, s), needs, make, heavy=True))
 
     def adopted(lg: LanguageStages, key: tuple, call: StageCall) -> tuple:
         return call, functools.partial(lg.adopt, key)
@@ -104,7 +108,7 @@ def stage_graph(languages: dict[str, LanguageStages], config: PipelineConfig) ->
             tasks.append(GraphTask(
                 _student_ident(lg.lang, name, seed, round_), needs,
                 lambda lg=lg, name=name, seed=seed, r=round_: adopted(lg, *lg.student_call(name, seed, r)),
-                threads=student_threads,
+                threads=student_threads, flexible=flexible, heavy=True,
             ))  # fmt: skip
     for lg, seed, name in plan:
         v = VARIANTS[name]

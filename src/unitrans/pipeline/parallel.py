@@ -22,6 +22,7 @@ both import this one. What runs when (ready set, order, each stage once, cycle c
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -77,6 +78,14 @@ def lone_threads(setting: str) -> int:
     """Threads of a stage that runs alone (`student_threads=all` or `split`): all of this process's; 0 for
     a stage that shares them ("shared"). Decided from settings and the machine, never from what else runs."""
     return stage_threads(1) if setting in ("all", "split") else 0
+
+
+def on_cpu() -> bool:
+    """Whether stages compute on the CPU (they take CUDA wherever there is one). Only there does a student
+    gain from running alone: with GPUs, one per worker, it would only idle the others."""
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 class Executor(Protocol):
@@ -172,7 +181,8 @@ class StagePool:
         waiting = list(unique.values())
         done: set[tuple] = set()
         made: dict[tuple, tuple[StageCall, Callable[[StageRecord], None], StageRecord | None]] = {}
-        running: dict[Future, tuple[GraphTask, Callable[[StageRecord], None], str]] = {}
+        running: dict[Future, tuple[GraphTask, Callable[[StageRecord], None], str, bool]] = {}
+        after = _dependants(list(unique.values()))
         while waiting or running:
             progressed = True
             while progressed:  # take ready tasks from the cache, or start them while workers are free
@@ -184,9 +194,12 @@ class StagePool:
                         call, adopt = task.make()
                         made[task.ident] = (call, adopt, self._cached(call))
                     call, adopt, rec = made[task.ident]
-                    if rec is None and task.threads and running:
-                        break  # a lone stage waits for the running ones; nothing later starts before it
-                    busy = len(running) >= executor.slots or any(t.threads for t, _, _ in running.values())
+                    threads = task.threads
+                    if rec is None and threads and running:
+                        if not (task.flexible and _heavy_elsewhere(task, waiting, running, after)):
+                            break  # a lone stage waits for the running ones; nothing later starts before it
+                        call, threads = functools.partial(call, alone=False), 0  # in a slot, beside them
+                    busy = len(running) >= executor.slots or any(alone for _, _, _, alone in running.values())
                     if rec is None and busy:  # all slots taken, or a lone stage runs: nothing beside it
                         continue
                     waiting.remove(task)
@@ -196,7 +209,7 @@ class StagePool:
                         done.add(task.ident)
                         break  # what it unlocked comes before later tasks
                     label = call_label(call, self.ctx.config)
-                    running[executor.submit(call, label, task.threads)] = (task, adopt, label)
+                    running[executor.submit(call, label, threads)] = (task, adopt, label, threads > 0)
                     if self.on_start is not None:
                         self.on_start(label)
             if not running:
@@ -205,8 +218,8 @@ class StagePool:
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in [f for f in running if f in finished]:  # in start order
-                task, adopt, label = running.pop(future)
-                record = executor.result(future, [label, *(lab for _, _, lab in running.values())])
+                task, adopt, label, _ = running.pop(future)
+                record = executor.result(future, [label, *(lab for _, _, lab, _ in running.values())])
                 adopt(self.ctx.adopt(record))
                 done.add(task.ident)
 
@@ -222,6 +235,43 @@ class GraphTask:
     threads: int = 0
     """0: runs beside others with its share of the threads; n > 0: runs alone, with n threads (it waits
     until nothing runs, and nothing starts beside it)."""
+    flexible: bool = False
+    """A lone stage (`threads` > 0) whose numbers do not depend on running alone (a split student: its
+    parts give the same bits side by side or in turn). When it is ready while heavy stages run or wait
+    elsewhere in the graph, it takes a free slot instead, its call made with `alone=False`; else it waits
+    to run alone, as any lone stage."""
+    heavy: bool = False
+    """A training or translation (minutes, not seconds): worth not idling a core for while it runs."""
+
+
+def _dependants(tasks: list[GraphTask]) -> dict[tuple, set[tuple]]:
+    """Per task, every task that needs it, directly or not."""
+    direct: dict[tuple, set[tuple]] = {t.ident: set() for t in tasks}
+    for t in tasks:
+        for n in t.needs:
+            direct[n].add(t.ident)
+    out: dict[tuple, set[tuple]] = {}
+
+    def walk(ident: tuple) -> set[tuple]:
+        if ident not in out:
+            out[ident] = set()  # cycles are reported elsewhere
+            found = set(direct[ident])
+            for d in direct[ident]:
+                found |= walk(d)
+            out[ident] = found
+        return out[ident]
+
+    for t in tasks:
+        walk(t.ident)
+    return out
+
+
+def _heavy_elsewhere(task: GraphTask, waiting: list[GraphTask], running: dict, after: dict) -> bool:
+    """Whether a heavy stage other than `task` and what needs it is running or still to run: then
+    waiting for the machine to empty would idle a core for minutes, and a flexible stage runs in a slot."""
+    later = after[task.ident]
+    others = [t for t in waiting if t.ident != task.ident and t.ident not in later]
+    return any(t.heavy for t in others) or any(t.heavy for t, *_ in running.values())
 
 
 def _in_dependency_order(tasks: list[GraphTask]) -> list[GraphTask]:

@@ -188,6 +188,7 @@ def train_tagger(
     progress: bool = True,
     on_step: StepHook | None = None,
     compact: bool = False,
+    side_by_side: bool = True,
 ) -> Path:
     """Train and save a checkpoint folder; resumes from `out_dir`'s state file if a run was interrupted.
 
@@ -199,6 +200,10 @@ def train_tagger(
 
     `word_weights` (per sentence, one weight ≥ 0 per word) weigh each word's cross-entropy
     (`weighted_cross_entropy`); they go with the default loss only.
+
+    `side_by_side=False` computes the `config.processes` parts of each step in turn, in this process, on
+    one thread: the same bits as side by side (`parts.PartWorkers`), for a scheduler that has one core
+    free, not P (a resumed run may take either way).
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -314,7 +319,7 @@ def train_tagger(
             loss.backward()
         return float(loss.detach()), int(mask.sum())
 
-    workers = PartWorkers(part_backward, trainable, grads.buffer, config.processes)
+    workers = PartWorkers(part_backward, trainable, grads.buffer, config.processes, side_by_side)
     model.train()
     tokens_done, loss_ema = 0, None
     t_train = time.perf_counter()
