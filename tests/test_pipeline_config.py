@@ -236,3 +236,17 @@ def test_config_json_is_strict_and_respects_the_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "config.json").stat().st_mode) == 0o644
     assert json.loads((tmp_path / "config.json").read_text())["eta"] == 1.0
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_the_frozen_depth_follows_the_encoder_unless_set():
+    """EmbeddingGemma's 12 of 24 was chosen on English dev; every other encoder keeps the paper's 3, and a
+    depth given by the user always wins."""
+    from unitrans.model.encoders import default_frozen_layers
+
+    assert make_config("paper", targets=("es",)).freeze_layers == 3
+    assert make_config("paper", targets=("es",), encoder="embeddinggemma-300m").freeze_layers == 12
+    assert make_config("quick", targets=("es",), encoder="google/embeddinggemma-300m").freeze_layers == 12
+    given = make_config("paper", targets=("es",), encoder="embeddinggemma-300m", freeze_layers=6)
+    assert given.freeze_layers == 6
+    assert make_config("paper", targets=("es",), encoder="/some/folder").freeze_layers == 3
+    assert default_frozen_layers("me5-small") == 3

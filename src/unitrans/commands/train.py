@@ -25,8 +25,11 @@ def train(
     lr: float = typer.Option(_DEFAULTS.lr, "--lr", help=_help("lr")),
     batch_size: int = typer.Option(_DEFAULTS.batch_size, "--batch-size", help=_help("batch_size")),
     seed: int = typer.Option(_DEFAULTS.seed, "--seed", help=_help("seed")),
-    freeze_layers: int = typer.Option(
-        _DEFAULTS.freeze_layers, "--freeze-layers", help=_help("freeze_layers")
+    freeze_layers: int | None = typer.Option(
+        None,
+        "--freeze-layers",
+        help="Bottom encoder layers frozen (embeddings always frozen); default: the encoder's (3, the "
+        "paper's; EmbeddingGemma-300M 12).",
     ),
     max_length: int = typer.Option(_DEFAULTS.max_length, "--max-length", help=_help("max_length")),
     bf16: bool | None = typer.Option(
@@ -54,6 +57,7 @@ def train(
     """Fine-tune a tagger on a labelled file (the paper's recipe by default)."""
     from unitrans.atomic import check_writable_dir
     from unitrans.data import read_conll
+    from unitrans.model.encoders import default_frozen_layers
     from unitrans.model.runtime import pick_device
     from unitrans.train import supervised
 
@@ -66,7 +70,7 @@ def train(
         lr=lr,
         batch_size=batch_size,
         seed=seed,
-        freeze_layers=freeze_layers,
+        freeze_layers=default_frozen_layers(encoder) if freeze_layers is None else freeze_layers,
         max_length=max_length,
         bf16=bf16,
         device=device,
