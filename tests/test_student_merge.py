@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from test_student_init import _config, _record
-from test_train_supervised import TRAIN, Interrupt, config, weights
+from test_train_supervised import TRAIN, Interrupt, config, dying_loss, weights
 from unitrans.errors import UnitransError
 from unitrans.pipeline.config import make_config, parse_settings
 from unitrans.pipeline.runner import run_pipeline
 from unitrans.train import resume
 from unitrans.train.averaging import blend_into, trainable_copy
-from unitrans.train.supervised import TrainConfig, cross_entropy_loss, train_tagger
+from unitrans.train.supervised import TrainConfig, train_tagger
 
 
 def test_blend_into_is_the_convex_combination_of_the_trainable_weights():
@@ -63,18 +63,9 @@ def test_the_trainer_saves_the_blend_of_its_weights_and_the_init(tiny_encoder_di
 def test_an_interrupted_blending_run_resumes_to_the_same_weights(tiny_encoder_dir, init_model, tmp_path):
     cfg = config(tiny_encoder_dir, save_every=3, merge_init=0.5)
     full = weights(train_tagger(TRAIN, tmp_path / "full", cfg, init=init_model, progress=False))
-    calls = 0
-
-    def dying_loss(logits, hard, soft):
-        nonlocal calls
-        calls += 1
-        if calls == 8:
-            raise Interrupt
-        return cross_entropy_loss(logits, hard, soft)
-
-    dying_loss.__qualname__ = cross_entropy_loss.__qualname__
+    dying = dying_loss(8)
     with pytest.raises(Interrupt):
-        train_tagger(TRAIN, tmp_path / "cut", cfg, init=init_model, loss_fn=dying_loss, progress=False)
+        train_tagger(TRAIN, tmp_path / "cut", cfg, init=init_model, loss_fn=dying, progress=False)
     assert (tmp_path / "cut" / resume.STATE_FILE).is_file()  # the resumed run's init snapshot is the init's
     resumed = weights(train_tagger(TRAIN, tmp_path / "cut", cfg, init=init_model, progress=False))
     assert all(torch.equal(full[n], resumed[n]) for n in full)

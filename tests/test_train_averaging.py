@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_train_supervised import TRAIN, Interrupt, config, weights
+from test_train_supervised import TRAIN, Interrupt, config, dying_loss, weights
 from unitrans.errors import UnitransError
 from unitrans.train import resume
 from unitrans.train.averaging import TailAverage
-from unitrans.train.supervised import TrainConfig, cross_entropy_loss, train_tagger
+from unitrans.train.supervised import TrainConfig, train_tagger
 
 
 def test_the_average_takes_the_last_share_of_steps_and_only_trainable_weights():
@@ -61,18 +61,9 @@ def test_the_trainer_saves_the_mean_of_its_last_steps(tiny_encoder_dir, tmp_path
 def test_an_interrupted_averaging_run_resumes_to_the_same_weights(tiny_encoder_dir, tmp_path):
     cfg = config(tiny_encoder_dir, save_every=3, epochs=3, average_last=0.5)
     full = weights(train_tagger(TRAIN, tmp_path / "full", cfg, progress=False))
-    calls = 0
-
-    def dying_loss(logits, hard, soft):
-        nonlocal calls
-        calls += 1
-        if calls == 14:  # 18 steps, tail from step 10: the last state (step 12) holds a partial average
-            raise Interrupt
-        return cross_entropy_loss(logits, hard, soft)
-
-    dying_loss.__qualname__ = cross_entropy_loss.__qualname__
+    dying = dying_loss(14)  # 18 steps, tail from step 10: the last state (step 12) holds a partial average
     with pytest.raises(Interrupt):
-        train_tagger(TRAIN, tmp_path / "cut", cfg, loss_fn=dying_loss, progress=False)
+        train_tagger(TRAIN, tmp_path / "cut", cfg, loss_fn=dying, progress=False)
     state = torch.load(tmp_path / "cut" / resume.STATE_FILE, weights_only=False)
     assert state["step"] == 12 and state["average"]["count"] == 3
     resumed = weights(train_tagger(TRAIN, tmp_path / "cut", cfg, progress=False))

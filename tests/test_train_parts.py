@@ -19,6 +19,7 @@ from unitrans.pipeline.config import make_config
 from unitrans.pipeline.runner import run_pipeline
 from unitrans.train import parts
 from unitrans.train.distill import DistillLoss
+from unitrans.train.flat_grads import views
 from unitrans.train.supervised import TrainConfig, cross_entropy_loss, train_tagger
 
 UNLABELLED = [s.unlabelled() for s in TRAIN]
@@ -86,7 +87,7 @@ def test_a_failing_part_is_reported_and_its_process_ends():
     layer = torch.nn.Linear(3, 1)
     params = list(layer.parameters())
     grads = torch.zeros(sum(p.numel() for p in params))
-    for p, view in zip(params, parts._views(grads, params), strict=True):
+    for p, view in zip(params, views(grads, params), strict=True):
         p.grad = view
 
     def run(step, part, rows, share, words):

@@ -12,6 +12,15 @@ from __future__ import annotations
 import torch
 
 
+def views(buffer: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Consecutive views of the flat `buffer` shaped like each of `params`, in order."""
+    out, offset = [], 0
+    for p in params:
+        out.append(buffer[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
+    return out
+
+
 class FlatGrads:
     """Owns the gradient buffer of `params`; call `zero()` instead of `optimizer.zero_grad()`."""
 
@@ -20,10 +29,8 @@ class FlatGrads:
         total = sum(p.numel() for p in params)
         first = params[0]
         self.buffer = torch.zeros(total, dtype=first.dtype, device=first.device)
-        offset = 0
-        for p in params:
-            p.grad = self.buffer[offset : offset + p.numel()].view_as(p)
-            offset += p.numel()
+        for p, view in zip(params, views(self.buffer, params), strict=True):
+            p.grad = view
 
     def check(self) -> bool:
         """True if every `.grad` still lives in the buffer."""

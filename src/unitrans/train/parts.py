@@ -28,6 +28,8 @@ from multiprocessing.connection import Connection
 import numpy as np
 import torch
 
+from unitrans.train.flat_grads import views
+
 PartStep = Callable[[int, int, np.ndarray, float, int], tuple[float, int]]
 """(step, part, rows, share, words of the whole batch) → (the part's scaled loss, its subword tokens), after
 its backward pass."""
@@ -53,21 +55,13 @@ def shares(counts: Sequence[int]) -> list[float]:
     return [c / total if total else 0.0 for c in counts]
 
 
-def _views(buffer: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    out, offset = [], 0
-    for p in params:
-        out.append(buffer[offset : offset + p.numel()].view_as(p))
-        offset += p.numel()
-    return out
-
-
 def _serve(conn: Connection, other: Connection, run: PartStep, params: list[torch.Tensor],
            buffer: torch.Tensor, threads: int) -> None:  # fmt: skip
     """A helper's loop: compute the parts it is sent into its own shared gradient buffer."""
     other.close()  # so the main process's death reads as end-of-file here
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     torch.set_num_threads(threads)
-    for p, view in zip(params, _views(buffer, params), strict=True):
+    for p, view in zip(params, views(buffer, params), strict=True):
         p.grad = view
     while True:
         try:
@@ -154,7 +148,7 @@ class PartWorkers:
         own = [p.grad for p in self.params]
         try:
             for part, buffer in zip(range(1, len(rows)), self.buffers, strict=False):
-                for p, view in zip(self.params, _views(buffer, self.params), strict=True):
+                for p, view in zip(self.params, views(buffer, self.params), strict=True):
                     p.grad = view
                 buffer.zero_()
                 value = self.run(step, part, rows[part], part_shares[part], words)
