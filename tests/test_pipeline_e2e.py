@@ -76,7 +76,8 @@ def test_ensemble_averages_m_teacher_runs(full_run):
     result, _ = full_run
     labels = [r.label for r in result.records]
     for kind in ("src", "teach", "trans"):
-        assert f"train {kind} (seed 1042)" in labels  # the second ensemble member
+        member = f"{'' if kind == 'src' else 'es: '}train {kind} (seed 1042)"  # the second ensemble member
+        assert member in labels
         assert f"es: {kind} ensemble of 2 (seed 42) on D_T" in labels
     assert "es (ensemble)" in result.coverage
     by_key = {r.key: r for r in result.records}
@@ -136,7 +137,7 @@ def test_killed_run_resumes_with_identical_results(full_run, tmp_path):
     cache = tmp_path / "cache"
     shutil.copytree(config.cache_root, cache)
     computed = [r for r in result.records if not r.cached]
-    cut = next(i for i, r in enumerate(computed) if r.label == "train teach (seed 42)")
+    cut = next(i for i, r in enumerate(computed) if r.label == "es: train teach (seed 42)")
     for rec in computed[cut:]:
         shutil.rmtree(cache / rec.folder.relative_to(config.cache_root))
     finished_before = {r.label for r in computed[:cut]}
@@ -155,7 +156,7 @@ def test_killed_run_resumes_with_identical_results(full_run, tmp_path):
     resumed = run_pipeline(small, progress=False)
     ran = [r.label for r in resumed.records if not r.cached]
     assert ran and not set(ran) & (finished_before | set(calls))
-    assert "train teach (seed 42)" in calls and "es: student unitrans (seed 42)" in ran
+    assert "es: train teach (seed 42)" in calls and "es: student unitrans (seed 42)" in ran
     for variant in ("src", "unitrans"):
         assert resumed.results["es"][variant] == result.results["es"][variant]
         assert _predictions(resumed, "es", variant) == _predictions(result, "es", variant)
@@ -193,7 +194,7 @@ def test_two_targets_share_the_source_model(full_run, tmp_path):
     src_trainings = [r for r in result.records if r.label == "train src (seed 42)"]
     assert len(src_trainings) == 1 and src_trainings[0].cached
     ran = sorted(r.label for r in result.records if not r.cached)
-    assert "translate en→xx" in ran and "train teach (seed 42)" in ran
+    assert "translate en→xx" in ran and "xx: train teach (seed 42)" in ran
     assert not any(label.startswith("es:") for label in ran)
     # word-type embeddings: en, es and xx once each; the source side is shared by both targets
     assert len(list((config.cache_root / "embeddings" / "type-embeddings").glob("*.npz"))) == 3
@@ -221,7 +222,7 @@ def test_two_workers_give_the_same_results_as_one(full_run, tmp_path):
     # every stage ran once, and a second run (parallel too) skips them all
     labels = [r.label for r in got.records]
     assert len(labels) == len(set(labels))
-    assert labels.count("train teach (seed 1042)") == 1
+    assert labels.count("es: train teach (seed 1042)") == 1
     assert all(r.cached for r in run_pipeline(side, progress=False).records)
 
 

@@ -230,8 +230,12 @@ def test_stage_calls_are_named_before_they_run(tiny_encoder_dir, tmp_path):
     from unitrans.pipeline import stages
 
     config = _config(tiny_encoder_dir, tmp_path)
-    train = functools.partial(stages.train_model, kind="teach", data=None, seed=7, lr=0.1, epochs=1)
-    assert stages.call_label(train, config) == stages.model_label("teach", 7) == "train teach (seed 7)"
+    bound = functools.partial(stages.train_model, data=None, seed=7, lr=0.1, epochs=1)
+    train = functools.partial(bound, kind="teach", lang="de")
+    assert stages.call_label(train, config) == stages.model_label("teach", 7, "de")
+    assert stages.model_label("teach", 7, "de") == "de: train teach (seed 7)"
+    src = functools.partial(bound, kind="src")
+    assert stages.call_label(src, config) == "train src (seed 7)"  # Θsrc serves every target
     translate = functools.partial(stages.translate, source=None, target_text=None, lang="es")
     assert stages.call_label(translate, config) == "translate en→es"
     probs = functools.partial(stages.probabilities, model=None, data=None, label="es: src (seed 7) on test")

@@ -51,7 +51,7 @@ def test_student_from_teach_reuses_the_teachers_and_starts_from_teach(tiny_encod
         _config(tiny_encoder_dir, tmp_path / "b", cache, student_init="teach", student_lr=1e-12),
         progress=False,
     )
-    teach = _record(frozen, "train teach (seed 42)")
+    teach = _record(frozen, "es: train teach (seed 42)")
     student = _record(frozen, "es: student unitrans (seed 42)")
     assert not student.cached and teach.cached  # only the student and what follows it ran again
     assert student.key != _record(plain, "es: student unitrans (seed 42)").key

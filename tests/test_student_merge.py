@@ -103,7 +103,7 @@ def test_the_pipeline_student_is_keyed_by_the_blend_and_the_card_says_it(tiny_en
         _config(tiny_encoder_dir, tmp_path / "b", cache, student_init="teach", student_merge=0.5),
         progress=False,
     )
-    assert _record(merged, "train teach (seed 42)").cached and not _record(merged, label).cached
+    assert _record(merged, "es: train teach (seed 42)").cached and not _record(merged, label).cached
     plain_settings = json.loads((_record(plain, label).folder / "manifest.json").read_text())["settings"]
     settings = json.loads((_record(merged, label).folder / "manifest.json").read_text())["settings"]
     assert "merge_init" not in plain_settings["train"] and settings["train"]["merge_init"] == 0.5

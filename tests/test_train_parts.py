@@ -137,7 +137,7 @@ def test_the_split_student_runs_in_parts_and_is_keyed_by_them(tiny_encoder_dir, 
         split = run_pipeline(_config(tiny_encoder_dir, tmp_path / "b", cache), progress=False)  # the default
     finally:
         torch.set_num_threads(before)
-    assert _record(split, "train teach (seed 42)").cached and not _record(split, label).cached
+    assert _record(split, "es: train teach (seed 42)").cached and not _record(split, label).cached
     settings = json.loads((_record(split, label).folder / "manifest.json").read_text())["settings"]
     assert settings["threads"] == 2 and settings["train"]["processes"] == 2
     plain = json.loads((_record(shared, label).folder / "manifest.json").read_text())["settings"]

@@ -72,6 +72,7 @@ class LanguageStages:
         train = functools.partial(stages.train_model, seed=seed, lr=lr)
         if kind == "src":
             return functools.partial(train, kind="src", data=self.source, epochs=epochs)
+        train = functools.partial(train, lang=self.lang)
         if kind == "trans":
             weights = self.trans_weights(seed)
             return functools.partial(train, kind="trans", data=self.dtrans(), epochs=epochs, weights=weights)

@@ -195,9 +195,11 @@ def train_model(
     init: StageRecord | None = None,
     extra: Sequence[Corpus] = (),
     weights: StageRecord | None = None,
+    lang: str | None = None,
 ) -> StageRecord:
     """Train one tagger (Θsrc, Θtrans, Θteach = init Θsrc, data combination = data + extra); `weights`
-    (a `denoising.trans_weights` record) weigh the words of `data` in the loss, extra words weigh 1."""
+    (a `denoising.trans_weights` record) weigh the words of `data` in the loss, extra words weigh 1.
+    `lang` names the target language of a model trained on its data in logs and reports (not in the key)."""
     tc = train_config(ctx.config, lr=lr, epochs=epochs, seed=seed)
     inputs = {"data": data.key, **{f"extra{i}": c.key for i, c in enumerate(extra)}}
     if init is not None:
@@ -229,12 +231,13 @@ def train_model(
 
     settings = {"kind": kind, "train": tc.results_key()}
     work = (data.words() + sum(c.words() for c in extra)) * epochs
-    label = model_label(kind, seed)
+    label = model_label(kind, seed, lang)
     return ctx.run("model", settings, inputs, build, label=label, seed=seed, resumable=True, work=work)
 
 
-def model_label(kind: str, seed: int) -> str:
-    return f"train {kind} (seed {seed})"
+def model_label(kind: str, seed: int, lang: str | None = None) -> str:
+    """Θsrc serves every language; the other models are one language's (several targets: say which)."""
+    return f"{lang + ': ' if lang else ''}train {kind} (seed {seed})"
 
 
 def translate_label(config: PipelineConfig, lang: str) -> str:
@@ -250,7 +253,7 @@ def call_label(call: Callable[..., Any], config: PipelineConfig) -> str:
     if "label" in kw:
         return str(kw["label"])
     if call.func is train_model:
-        return model_label(kw["kind"], kw["seed"])
+        return model_label(kw["kind"], kw["seed"], kw.get("lang"))
     if call.func is translate:
         return translate_label(config, kw["lang"])
     return getattr(call.func, "__name__", "a stage")
