@@ -254,11 +254,9 @@ def _dependants(tasks: list[GraphTask]) -> dict[tuple, set[tuple]]:
 
     def walk(ident: tuple) -> set[tuple]:
         if ident not in out:
-            out[ident] = set()  # cycles are reported elsewhere
-            found = set(direct[ident])
+            out[ident] = set()  # filled in place; cycles are reported elsewhere
             for d in direct[ident]:
-                found |= walk(d)
-            out[ident] = found
+                out[ident] |= {d} | walk(d)
         return out[ident]
 
     for t in tasks:
