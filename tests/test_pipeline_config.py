@@ -9,7 +9,8 @@ import pytest
 
 from unitrans.commands.run import expand_multi_values
 from unitrans.errors import UnitransError
-from unitrans.pipeline.config import MAIN_VARIANTS, PRESETS, make_config, parse_settings
+from unitrans.pipeline.config import MAIN_VARIANTS, PRESETS, make_config
+from unitrans.pipeline.settings import parse_settings
 from unitrans.pipeline.variants import VARIANTS, check_variants, required_models
 
 
@@ -52,7 +53,7 @@ def test_validation_errors_are_user_errors():
 
 
 def test_parse_settings():
-    from unitrans.pipeline.config import parse_settings
+    from unitrans.pipeline.settings import parse_settings
 
     got = parse_settings(["epochs=2", "eta=0.5", "variants=src,unitrans", "cache-dir=/tmp/c", "encoder=x"])
     assert got == {"epochs": 2, "eta": 0.5, "variants": ("src", "unitrans"), "cache_dir": Path("/tmp/c"),

@@ -13,9 +13,10 @@ from unitrans.cli import main
 from unitrans.data import Sentence
 from unitrans.errors import UnitransError
 from unitrans.eval.report import render_markdown
-from unitrans.pipeline.config import make_config, parse_settings
+from unitrans.pipeline.config import make_config
 from unitrans.pipeline.export import command_line, model_card
 from unitrans.pipeline.runner import run_pipeline
+from unitrans.pipeline.settings import parse_settings
 from unitrans.pipeline.translation import settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline"

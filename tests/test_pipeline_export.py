@@ -17,9 +17,10 @@ from unitrans.data import read_conll
 from unitrans.errors import UnitransError
 from unitrans.model.predict import predict_probs
 from unitrans.model.tagger import load_tagger
-from unitrans.pipeline.config import make_config, parse_settings
+from unitrans.pipeline.config import make_config
 from unitrans.pipeline.export import command_line, default_export, hub_name
 from unitrans.pipeline.runner import run_pipeline
+from unitrans.pipeline.settings import parse_settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline"
 TINY = {"epochs": 2, "teach_epochs": 1, "student_epochs": 2, "batch_size": 4, "max_length": 32,

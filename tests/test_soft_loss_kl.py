@@ -9,8 +9,9 @@ from conftest import tiny_train_sentences
 from unitrans.errors import UnitransError
 from unitrans.pipeline import distillation
 from unitrans.pipeline.cache import StageRecord
-from unitrans.pipeline.config import SOFT_LOSSES, make_config, parse_settings
+from unitrans.pipeline.config import SOFT_LOSSES, make_config
 from unitrans.pipeline.export import model_card
+from unitrans.pipeline.settings import parse_settings
 from unitrans.pipeline.stages import Corpus
 from unitrans.train.distill import SOFT_LOSSES as LOSS_FUNCTIONS
 

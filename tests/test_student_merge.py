@@ -12,8 +12,9 @@ import torch
 from test_student_init import _config, _record
 from test_train_supervised import TRAIN, Interrupt, config, dying_loss, weights
 from unitrans.errors import UnitransError
-from unitrans.pipeline.config import make_config, parse_settings
+from unitrans.pipeline.config import make_config
 from unitrans.pipeline.runner import run_pipeline
+from unitrans.pipeline.settings import parse_settings
 from unitrans.train import resume
 from unitrans.train.averaging import blend_into, trainable_copy
 from unitrans.train.supervised import TrainConfig, train_tagger

@@ -9,7 +9,8 @@ from conftest import build_tiny_encoder
 from unitrans.cli import main
 from unitrans.data import read_conll, read_unlabelled
 from unitrans.errors import UnitransError
-from unitrans.pipeline.config import PipelineConfig, parse_settings
+from unitrans.pipeline.config import PipelineConfig
+from unitrans.pipeline.settings import parse_settings
 from unitrans.pipeline.translation import settings
 from unitrans.translate.word_translation import TranslateConfig, choose_encoder, translate_corpus
 

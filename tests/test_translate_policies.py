@@ -3,16 +3,15 @@ import pytest
 
 from unitrans.data import Sentence
 from unitrans.errors import UnitransError
-from unitrans.translate.lexicon import Lexicon
-from unitrans.translate.word_translation import (
-    TranslateConfig,
+from unitrans.translate.casing import (
     apply_casing,
     capitalised_share,
     casing_pattern,
     resolve_casing,
-    translate_sentences,
     usual_forms,
 )
+from unitrans.translate.lexicon import Lexicon
+from unitrans.translate.word_translation import TranslateConfig, translate_sentences
 
 LEXICON = Lexicon(
     source=("the", "house", "john", "madrid", "said", "eu", "unsure"),

@@ -99,8 +99,9 @@ def run_command(
     ),
 ) -> None:
     """Run UniTrans end to end (translation, teachers, voting, students, evaluation) with a stage cache."""
-    from unitrans.pipeline.config import make_config, parse_settings
+    from unitrans.pipeline.config import make_config
     from unitrans.pipeline.runner import run_pipeline, summary_lines
+    from unitrans.pipeline.settings import parse_settings
 
     explicit = {
         "targets": tuple(target),

@@ -241,7 +241,7 @@ class PipelineConfig:
         for name in ("seeds", "ensemble", "rounds", "epochs", "teach_epochs", "student_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UnitransError(f"expected {name} ≥ 1, found {getattr(self, name)}")
-        from unitrans.translate.word_translation import CASINGS
+        from unitrans.translate.casing import CASINGS
 
         if self.casing not in CASINGS:
             raise UnitransError(f"expected casing among {', '.join(CASINGS)}, found {self.casing!r}")
@@ -376,49 +376,6 @@ def make_config(preset: str = "paper", **overrides: Any) -> PipelineConfig:
 
         values["freeze_layers"] = default_frozen_layers(values["encoder"])
     return PipelineConfig(**values)
-
-
-def parse_settings(pairs: list[str]) -> dict[str, Any]:
-    """`NAME=VALUE` strings (the CLI's `--set`) as typed overrides of PipelineConfig fields."""
-    types = {f.name: f.type for f in fields(PipelineConfig) if f.name != "preset"}  # --preset sets it
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        name, eq, raw = pair.partition("=")
-        name = name.strip().replace("-", "_")
-        if not eq or name not in types or name == "preset":
-            raise UnitransError(
-                f"expected --set NAME=VALUE with NAME among {', '.join(types)}, found {pair!r}"
-            )
-        kind = str(types[name])
-        try:
-            if kind.startswith("tuple[int"):
-                values = raw.replace(",", " ").split()
-                out[name] = None if raw.strip().lower() in ("", "none") else tuple(int(v) for v in values)
-            elif kind.startswith("tuple"):
-                out[name] = tuple(v for v in raw.replace(",", " ").split() if v)
-            elif kind == "int":
-                out[name] = int(raw)
-            elif kind == "float":
-                out[name] = float(raw)
-            elif kind == "bool":
-                out[name] = _boolean(raw)
-            elif "Path" in kind:
-                none = "None" in kind and raw.strip().lower() in ("", "none")
-                out[name] = None if none else Path(raw)
-            else:
-                out[name] = raw
-        except ValueError:
-            raise UnitransError(f"--set {name}: expected a {kind} value, found {raw!r}") from None
-    return out
-
-
-def _boolean(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(raw)
 
 
 def with_overrides(config: PipelineConfig, **changes: Any) -> PipelineConfig:

@@ -24,7 +24,8 @@ def translate_config(
 ) -> Any:
     """The translate package's settings for this run: its defaults, with the run's encoder, and the
     casing resolved (so `auto` and the casing it picks share one cache key)."""
-    from unitrans.translate.word_translation import TranslateConfig, resolve_casing
+    from unitrans.translate.casing import resolve_casing
+    from unitrans.translate.word_translation import TranslateConfig
 
     casing = resolve_casing(config.casing, source, target_text)
     return TranslateConfig(
