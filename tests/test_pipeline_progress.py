@@ -133,3 +133,56 @@ def test_the_pool_announces_what_it_hands_to_workers(monkeypatch):
     with StagePool(ctx, 2, Threads(), on_start=announced.append) as pool:  # type: ignore[arg-type]
         pool.run_graph([task("a"), task("b"), task("c", (("a",), ("b",)))])
     assert announced == ["stage a", "stage c"]  # b came from the cache
+
+
+def test_plan_lists_every_stage_and_writes_nothing(tiny_encoder_dir, tmp_path, capsys):
+    """`unitrans run --plan`: before a run every stage is to run, nothing is created; after it the same
+    stages are all cached, with the run's own labels."""
+    from unitrans.cli import main
+    from unitrans.pipeline.runner import plan_run
+
+    torch.set_num_threads(1)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    values = {"targets": ("es",), "data_dir": FIXTURES, "encoder": str(tiny_encoder_dir), "out_dir": out,
+              "cache_dir": cache, "variants": ("src", "trans"), "epochs": 1, "batch_size": 8,
+              "max_length": 32, "freeze_layers": 1, "workers": 1}  # fmt: skip
+    config = make_config("paper", **values)
+    before = plan_run(config)
+    assert before[0].startswith("plan: 7 stages, 0 cached, 7 to run (1 worker); under a minute")
+    assert "at the reference speed" in before[0]
+    assert all(line.startswith("  to run  ") for line in before[1:]) and len(before) == 8
+    assert not out.exists() and not cache.exists()
+
+    result = run_pipeline(config, progress=False)
+    after = plan_run(config)
+    assert after[0] == "plan: 7 stages, 7 cached, 0 to run (1 worker)"
+    labels = [line.removeprefix("  cached  ").strip() for line in after[1:]]
+    assert sorted(labels) == sorted(r.label for r in result.records)
+
+    args = ["run", "--target", "es", "--data-dir", str(FIXTURES), "--encoder", str(tiny_encoder_dir),
+            "--out", str(out), "--cache-dir", str(cache), "--variants", "src", "trans", "--set", "epochs=1",
+            "--set", "batch_size=8", "--set", "max_length=32", "--set", "freeze_layers=1",
+            "--set", "workers=1", "--plan"]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.splitlines() == after
+
+
+def test_plan_estimates_from_earlier_runs_or_the_reference():
+    from unitrans.pipeline.eta import PlannedStage, plan_lines
+
+    done = PlannedStage("a", "train a", "model", 1000.0, (), True, 60.0)
+    todo = PlannedStage("b", "train b", "model", 2000.0, ("a",), False)
+    probs = PlannedStage("c", "b on test", "probs", 500.0, ("b",), False)
+    lines = plan_lines([done, todo, probs], workers=2)
+    # model: 60 s / 1000 words measured; probs: the reference rate scaled by the same machine speed
+    scale = 60.0 / (1000 * 1.84e-3)
+    assert lines[0].startswith("plan: 3 stages, 1 cached, 2 to run (2 workers); about 2 min from stage times")
+    assert lines[1].split() == ["cached", "train", "a"]
+    assert lines[2].split() == ["to", "run", "train", "b", "2m00s"]
+    assert lines[3].split()[-1] == f"{500 * 0.44e-3 * scale:.1f}s"
+    fresh = plan_lines([todo], workers=1)
+    assert fresh[0].endswith(
+        "at the reference speed (the quick preset's stage times on a 2-core CPU, two workers)"
+    )
+    assert fresh[1].split()[-1] == "3.7s"  # 2000 words x 1.84e-3 s

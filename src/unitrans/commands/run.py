@@ -97,10 +97,15 @@ def run_command(
     no_progress: bool = typer.Option(
         False, "--no-progress", help="No per-step progress bars (they show only in a terminal anyway)."
     ),
+    plan: bool = typer.Option(
+        False,
+        "--plan",
+        help="Print the stages (cached or to run) with estimated times and exit; runs and writes nothing.",
+    ),
 ) -> None:
     """Run UniTrans end to end (translation, teachers, voting, students, evaluation) with a stage cache."""
     from unitrans.pipeline.config import make_config
-    from unitrans.pipeline.runner import run_pipeline, summary_lines
+    from unitrans.pipeline.runner import plan_run, run_pipeline, summary_lines
     from unitrans.pipeline.settings import parse_settings
 
     explicit = {
@@ -121,6 +126,10 @@ def run_command(
     }
     values = {**parse_settings(settings or []), **{k: v for k, v in explicit.items() if v is not None}}
     config = make_config(preset, **values)
+    if plan:
+        for line in plan_run(config):
+            typer.echo(line)
+        return
     # Per-step bars only in a terminal: in a log file their carriage returns become thousands of lines.
     result = run_pipeline(config, progress=not no_progress and sys.stderr.isatty())
     for rec in result.records:

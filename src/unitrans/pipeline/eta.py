@@ -141,6 +141,33 @@ def rough(seconds: float) -> str:
 NO_BASIS = "ETA after the first stage"
 
 
+def plan_lines(plan: Sequence[PlannedStage], workers: int) -> list[str]:
+    """`unitrans run --plan`: a summary line, then every stage with its status and estimated time.
+
+    The rates are those an earlier run recorded in this cache when there are any (as the run's first
+    line uses them), else `REFERENCE_RATES` unscaled: the development CPU's speed, so the figure is a
+    size, not a promise, and the line says which it is."""
+    earlier = rates((s.kind, s.work, s.seconds) for s in plan if s.cached)
+    rate = earlier or dict(REFERENCE_RATES)
+    basis = (
+        "from stage times an earlier run recorded in this cache"
+        if earlier
+        else ("at the reference speed (the quick preset's stage times on a 2-core CPU, two workers)")
+    )
+    to_run = [s for s in plan if not s.cached]
+    n = len(plan)
+    head = f"plan: {n} stage{'s' if n != 1 else ''}, {n - len(to_run)} cached, {len(to_run)} to run"
+    head += f" ({workers} worker{'s' if workers != 1 else ''})"
+    if to_run:
+        head += f"; {rough(time_left(plan, (), {}, rate, workers))} {basis}"
+    width = max((len(s.label) for s in plan), default=0)
+    lines = [head]
+    for stage in plan:
+        status, est = ("cached", "") if stage.cached else ("to run", duration(estimate(stage, rate)))
+        lines.append(f"  {status:<7} {stage.label:<{width}}  {est}".rstrip())
+    return lines
+
+
 class RunProgress:
     """Follows a run against its plan; the stage code reports starts and ends, and logs what this returns."""
 

@@ -20,7 +20,7 @@ from unitrans.eval.report import build_results, render_markdown, write_report
 from unitrans.pipeline import stages, translation
 from unitrans.pipeline.cache import StageCache, StageRecord
 from unitrans.pipeline.config import PipelineConfig
-from unitrans.pipeline.eta import RunProgress
+from unitrans.pipeline.eta import RunProgress, plan_lines
 from unitrans.pipeline.export import export_run
 from unitrans.pipeline.graph import planned_stages, stage_graph
 from unitrans.pipeline.language import LanguageStages
@@ -78,11 +78,7 @@ def run_pipeline(
     cache = StageCache(config.cache_root, verify=config.verify)
     config.write(config.out_dir / "config.json")
     ctx = StageContext(cache, config, progress, after_stage=after_stage)
-    source = stages.read_source(config)
-    languages = {}
-    shared_models: dict = {}
-    for lang in config.targets:  # read every input first: a missing file fails before any training
-        languages[lang] = LanguageStages(ctx, source, lang, shared_models)
+    languages = _read_inputs(ctx)
     dictionary = translation.user_dictionary(config)  # a malformed dictionary too
     logger.info("models needed: %s", ", ".join(required_models(config.variants)))
     workers = resolve_workers(config.workers)
@@ -162,6 +158,23 @@ def run_pipeline(
     exports = export_run(config, runs, results)
     markdown = render_markdown(results, **report_args)
     return RunResult(results, runs, coverage, list(ctx.records), paths, markdown, exports, diagnostics)
+
+
+def _read_inputs(ctx: StageContext) -> dict[str, LanguageStages]:
+    """Every target's stages, with every input read and checked first: a missing or malformed file
+    fails before any training."""
+    source = stages.read_source(ctx.config)
+    shared_models: dict = {}
+    return {lang: LanguageStages(ctx, source, lang, shared_models) for lang in ctx.config.targets}
+
+
+def plan_run(config: PipelineConfig) -> list[str]:
+    """What `run_pipeline(config)` would do, without doing it (`unitrans run --plan`): every stage, cached
+    or to run, with an estimated time. Reads the inputs and the cache; writes nothing, creates no folder."""
+    ctx = StageContext(StageCache(config.cache_root, verify=config.verify), config, False)
+    languages = _read_inputs(ctx)
+    translation.user_dictionary(config)
+    return plan_lines(planned_stages(ctx, languages), resolve_workers(config.workers))
 
 
 def summary_lines(result: RunResult) -> list[str]:
