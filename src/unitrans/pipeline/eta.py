@@ -149,11 +149,9 @@ def plan_lines(plan: Sequence[PlannedStage], workers: int) -> list[str]:
     size, not a promise, and the line says which it is."""
     earlier = rates((s.kind, s.work, s.seconds) for s in plan if s.cached)
     rate = earlier or dict(REFERENCE_RATES)
-    basis = (
-        "from stage times an earlier run recorded in this cache"
-        if earlier
-        else ("at the reference speed (the quick preset's stage times on a 2-core CPU, two workers)")
-    )
+    basis = "from stage times an earlier run recorded in this cache"
+    if not earlier:
+        basis = "at the reference speed (the quick preset's stage times on a 2-core CPU, two workers)"
     to_run = [s for s in plan if not s.cached]
     n = len(plan)
     head = f"plan: {n} stage{'s' if n != 1 else ''}, {n - len(to_run)} cached, {len(to_run)} to run"
