@@ -47,6 +47,11 @@ class Family:
     def layers(self, base: nn.Module) -> nn.ModuleList:
         return base.encoder.layer
 
+    def bottom(self, base: nn.Module, k: int) -> list[nn.Module]:
+        """Every module the embeddings and layers [0, k) compute with: frozen together in training,
+        hashed together when their output is shared (`unitrans.model.shared_states`)."""
+        return [*self.embeddings(base), *list(self.layers(base))[:k]]
+
     def embed(
         self, base: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> torch.Tensor:
@@ -87,6 +92,10 @@ class DebertaV2Family(Family):
         encoder = base.encoder
         shared = [getattr(encoder, "rel_embeddings", None), getattr(encoder, "LayerNorm", None)]
         return [base.embeddings, *(m for m in shared if m is not None)]
+
+    def bottom(self, base: nn.Module, k: int) -> list[nn.Module]:
+        conv = getattr(base.encoder, "conv", None)  # applied after layer 0 (see `layer`): part of it
+        return super().bottom(base, k) + ([conv] if k > 0 and conv is not None else [])
 
     def embed(
         self, base: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None

@@ -21,7 +21,8 @@ from unitrans.atomic import atomic_path
 from unitrans.data import Sentence
 from unitrans.errors import UnitransError
 from unitrans.model import runtime
-from unitrans.model.tagger import check_tagger_folder, embed, load_tagger, word_logits
+from unitrans.model.shared_states import StateStore, bottom_digest, states_key
+from unitrans.model.tagger import check_tagger_folder, embed, encoder_layers, load_tagger, word_logits
 from unitrans.model.windows import make_windows
 from unitrans.train.batching import flat_positions, pad_ids, sorted_batches
 
@@ -70,8 +71,12 @@ def predict_probs(
     max_length: int | None = None,
     max_tokens: int = 8192,
     processes: int = 1,
+    states: StateStore | None = None,
 ) -> list[np.ndarray]:
-    """Per sentence a (n_words, L) float32 matrix of label probabilities, columns in `model_labels` order."""
+    """Per sentence a (n_words, L) float32 matrix of label probabilities, columns in `model_labels` order.
+
+    `states`: a store of bottom-layer states shared with other models of the same encoder (see
+    `unitrans.model.shared_states`); the probabilities are the same with or without it."""
     check_batch_size(batch_size)
     runtime.pick_device(device)  # a missing device is one line before the model loads
     model, tokenizer = load_tagger(Path(model_dir))
@@ -88,6 +93,8 @@ def predict_probs(
         max_length=max_length,
         max_tokens=max_tokens,
         processes=processes,
+        states=states,
+        frozen_layers=checkpoint_frozen_layers(Path(model_dir)) if states is not None else 0,
     )
 
 
@@ -104,12 +111,18 @@ def predict_loaded(
     bf16: bool | None = None,
     max_tokens: int = 8192,
     processes: int = 1,
+    states: StateStore | None = None,
+    frozen_layers: int = 0,
 ) -> list[np.ndarray]:
     """`predict_probs` for a tagger already in memory (several inputs, one load; timing without I/O).
 
     `processes` > 1 (CPU only): the batches shared out among that many forked processes of one thread
     each (`runtime.forked_map`); the probabilities are the same, since a forward pass does not depend
-    on the thread count."""
+    on the thread count.
+
+    With `states` and `frozen_layers` k > 0 the forward is split at layer k: the output of the
+    embeddings and layers [0, k) comes from the store (computed here, in this process, and kept there
+    when missing), then layers [k, L) run on it; the same operations as the whole forward."""
     check_batch_size(batch_size)
     dev = runtime.pick_device(device)
     use_bf16 = runtime.use_bf16(dev, bf16)
@@ -121,6 +134,19 @@ def predict_loaded(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     lengths = [len(w) for w in windows]
     batches = sorted_batches(lengths, batch_size, max_tokens)
+    padded = [pad_ids([windows[i].input_ids for i in batch], pad_id) for batch in batches]
+    k = frozen_layers if states is not None else 0
+    bottom = None
+    if k > 0 and batches:
+
+        @torch.no_grad()
+        def compute() -> list[torch.Tensor]:
+            return [
+                encoder_layers(model, embed(model, ids.to(dev)), mask.to(dev), 0, k) for ids, mask in padded
+            ]
+
+        key = states_key(bottom_digest(model, k), k, [ids for ids, _ in padded], dev)
+        bottom = states.get(key, len(batches), compute)
     # A fork per call pays off only with a few batches per part (`unitrans tag` calls this per batch of
     # lines: with its default 256 lines, two batches, parts ran slower than one process).
     parts = processes if dev.type == "cpu" and len(batches) >= MIN_BATCHES_PER_PART * processes else 1
@@ -130,12 +156,15 @@ def predict_loaded(
     def run(part: int) -> list[np.ndarray]:
         """Probabilities of every `parts`-th batch from `part` on (batches are longest first: balanced)."""
         found = []
-        for batch in batches[part::parts]:
-            rows = [windows[i] for i in batch]
-            ids, mask = pad_ids([w.input_ids for w in rows], pad_id)
+        for b in range(part, len(batches), parts):
+            rows = [windows[i] for i in batches[b]]
+            ids, mask = padded[b]
             ids, mask = ids.to(dev), mask.to(dev)
             where = flat_positions([w.positions for w in rows], ids.shape[1]).to(dev)
-            logits = word_logits(model, embed(model, ids), mask, 0, where)
+            if bottom is None:
+                logits = word_logits(model, embed(model, ids), mask, 0, where)
+            else:
+                logits = word_logits(model, bottom[b].to(dev), mask, k, where)
             found.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
             if part == 0:
                 bar.update(len(where))  # the other parts' words are counted when they arrive
@@ -153,6 +182,18 @@ def predict_loaded(
                 start += n
     bar.close()
     return out
+
+
+def checkpoint_frozen_layers(model_dir: Path) -> int:
+    """How many bottom layers the checkpoint's training kept frozen (its metadata; 0 when unknown).
+    Only a hint of where to split: what is shared is decided by the weights' digest."""
+    from unitrans.model.tagger import is_checkpoint, read_metadata
+
+    if is_checkpoint(model_dir):
+        value = read_metadata(model_dir).get("config", {}).get("freeze_layers")
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
 
 
 def checkpoint_max_length(model_dir: Path, model) -> int:

@@ -219,7 +219,7 @@ def freeze_bottom(model: nn.Module, k: int) -> None:
     layers = family.layers(base)
     if not 0 <= k <= len(layers):
         raise UnitransError(f"freeze_layers must be between 0 and {len(layers)}, got {k}")
-    for module in (*family.embeddings(base), *layers[:k]):
+    for module in family.bottom(base, k):
         for p in module.parameters():
             p.requires_grad_(False)
 
@@ -261,11 +261,31 @@ def word_logits(
     """
     base = model.base_model
     family = family_of(base)
-    context = family.context(base, hidden, attention_mask)
-    for i in range(first_layer, len(family.layers(base))):
-        hidden = family.layer(base, i, hidden, context)
+    hidden = encoder_layers(model, hidden, attention_mask, first_layer)
     words = hidden.reshape(-1, hidden.shape[-1]).index_select(0, flat_positions)
     return model.classifier(model.dropout(family.final(base, words)))
+
+
+def encoder_layers(
+    model: nn.Module,
+    hidden: torch.Tensor,
+    attention_mask: torch.Tensor,
+    start: int,
+    stop: int | None = None,
+) -> torch.Tensor:
+    """Layers [start, stop) (stop: the last) on `hidden` (B, T, H), in the model's current mode.
+
+    Running [0, k) and then [k, L) is the same sequence of operations as [0, L): the per-batch context
+    (masks, positions) depends only on the mask and the hidden states' shape, dtype and device."""
+    base = model.base_model
+    family = family_of(base)
+    stop = len(family.layers(base)) if stop is None else stop
+    if start >= stop:
+        return hidden
+    context = family.context(base, hidden, attention_mask)
+    for i in range(start, stop):
+        hidden = family.layer(base, i, hidden, context)
+    return hidden
 
 
 def embed(

@@ -25,6 +25,7 @@ from unitrans.data.schemes import CONLL_LABELS
 from unitrans.errors import UnitransError
 from unitrans.eval.metrics import entity_scores
 from unitrans.model.predict import load_probs, model_labels, predict_probs, save_probs
+from unitrans.model.shared_states import STATES_FILE, load_states, save_states
 from unitrans.model.viterbi import decode_tags
 from unitrans.pipeline.cache import StageCache, StageRecord, hash_rows
 from unitrans.pipeline.config import PipelineConfig
@@ -290,11 +291,35 @@ def dtrans_corpus(rec: StageRecord, lang: str) -> Corpus:
     return Corpus(f"D_trans ({lang})", sents, rec.key)
 
 
+class CachedStates:
+    """The run's store of bottom-layer states (`unitrans.model.shared_states`): entries in the stage
+    cache under `bottom-states/`, verified on reuse like every stage, built once when two workers need
+    one at the same time (the second waits on the entry's lock). Not a stage of the graph: a cache of
+    part of the probabilities stages' work, which give the same bits with or without it."""
+
+    def __init__(self, cache: StageCache, label: str) -> None:
+        self.cache = cache
+        self.label = label
+
+    def get(self, key: str, batches: int, compute: Callable[[], list[torch.Tensor]]) -> list[torch.Tensor]:
+        made: list[torch.Tensor] = []
+
+        def build(folder: Path) -> dict[str, Any]:
+            made.extend(compute())
+            save_states(folder / STATES_FILE, made)
+            return {"batches": len(made)}
+
+        rec = self.cache.run("bottom-states", {"key": key}, {}, build, label=self.label)
+        return made if made else load_states(rec.folder / STATES_FILE, batches)
+
+
 def probabilities(ctx: StageContext, model: StageRecord, data: Corpus, *, label: str) -> StageRecord:
-    """Per-word label probabilities of a model on a corpus (probs.npz)."""
+    """Per-word label probabilities of a model on a corpus (probs.npz); the bottom layers' output on the
+    corpus is shared with the run's other models (`CachedStates`)."""
 
     def build(folder: Path) -> dict[str, Any]:
-        probs = predict_probs(model.folder / "model", data.sentences, progress=ctx.progress)
+        states = CachedStates(ctx.cache, f"bottom states of {data.name}")
+        probs = predict_probs(model.folder / "model", data.sentences, progress=ctx.progress, states=states)
         save_probs(folder / "probs.npz", probs, model_labels(model.folder / "model"))
         return {"sentences": len(probs)}
 
