@@ -51,7 +51,7 @@ def pick_device(name: str | None = None) -> torch.device:
 
 
 @functools.cache
-def _cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -67,7 +67,7 @@ def use_bf16(device: torch.device, requested: bool | None) -> bool:
         return requested
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and _cpu_has_native_bf16()
+    return device.type == "cpu" and cpu_has_native_bf16()
 
 
 def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:

@@ -2,7 +2,9 @@
 
 Every model of a run starts from one encoder and keeps its embeddings and bottom k layers frozen, so
 Θsrc, Θtrans, Θteach and the students compute the very same bottom states for a text: a paper run used
-to compute them four times over the unlabelled target text and over each test set (issue 18, item 3).
+to compute them three times over the unlabelled target text and four times over each test set (issue
+18, item 3). Training keeps its own frozen-layer cache (`train.supervised`): it runs the bottom under
+autocast from fp32 weights, which gives other numbers than prediction's bf16 copy of the model.
 Prediction therefore splits its forward at layer k (`predict_loaded(states=...)`): the bottom part
 comes from a `StateStore` when it already holds it, the top part runs as before. The split is the same
 sequence of operations on the same tensors as the whole forward (`tagger.encoder_layers`), so the
@@ -10,8 +12,8 @@ probabilities are identical to the bit; the tests compare them.
 
 What may be shared is decided by content, never by names or metadata: the key hashes the bottom weights
 and buffers themselves (in the dtype they run in), the architecture's settings, the windows' subword
-ids, the batches they run in and the device type. A model whose bottom differs in one bit, a text cut
-differently, or another batch size gets its own entry.
+ids, the batches they run in, the device kind and the torch version. A model whose bottom differs in
+one bit, a text cut differently, or another batch size gets its own entry.
 
 Stored as safetensors (no code runs on load): one tensor per batch, padded as it ran. A store decides
 where entries live; the pipeline's keeps them in its stage cache (`pipeline.stages.CachedStates`), which
@@ -32,6 +34,7 @@ from torch import nn
 
 from unitrans.atomic import atomic_path
 from unitrans.errors import UnitransError
+from unitrans.model import runtime
 from unitrans.model.architectures import family_of
 
 STATES_FILE = "states.safetensors"
@@ -89,14 +92,25 @@ def states_key(
     batches: Sequence[torch.Tensor],
     device: torch.device,
 ) -> str:
-    """Key of a text's bottom states: the bottom's digest, k, the device type and every batch's padded
-    ids in order (which fixes the windows, the tokenizer's cut and the batching)."""
-    h = hashlib.sha256(f"{digest}:{k}:{device.type}\n".encode())
+    """Key of a text's bottom states: the bottom's digest, k, the device kind and torch version (other
+    kernels may round differently) and every batch's padded ids in order (which fix the windows, the
+    tokenizer's cut and the batching)."""
+    h = hashlib.sha256(f"{digest}:{k}:{device_kind(device)}:{torch.__version__}\n".encode())
     for ids in batches:
         a = np.ascontiguousarray(ids.cpu().numpy(), dtype=np.int64)
         h.update(f"{a.shape}\n".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def device_kind(device: torch.device) -> str:
+    """The device as far as its kernels go: the CPU's vector instructions, the GPU's model."""
+    if device.type == "cpu":
+        bf16 = "native-bf16" if runtime.cpu_has_native_bf16() else "no-native-bf16"
+        return f"cpu:{torch.backends.cpu.get_cpu_capability()}:{bf16}"
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
 
 
 def save_states(path: Path, states: Sequence[torch.Tensor]) -> None:
