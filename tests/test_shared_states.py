@@ -124,12 +124,9 @@ def test_a_states_file_is_checked_on_load(tmp_path):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_the_pipeline_shares_bottom_states_and_its_probabilities_do_not_change(
-    tiny_encoder_dir, tmp_path, monkeypatch
-):
+def test_the_pipeline_shares_bottom_states_and_its_probabilities_do_not_change(tiny_encoder_dir, tmp_path):
     from test_pipeline_e2e import _config
     from unitrans.model.predict import load_probs
-    from unitrans.pipeline import stages
     from unitrans.pipeline.runner import run_pipeline
 
     def probs(config) -> dict[str, list[np.ndarray]]:
@@ -143,8 +140,7 @@ def test_the_pipeline_shares_bottom_states_and_its_probabilities_do_not_change(
     found = probs(shared)
     # Three teachers on the unlabelled text, four models on the test set: one entry per text
     assert len(found) == 7 and len(entries) == 2
-    monkeypatch.setattr(stages, "CachedStates", lambda cache, label: None)  # every model computes its own
-    alone = _config(tiny_encoder_dir, tmp_path / "alone", variants=variants, ensemble=1)
+    alone = _config(tiny_encoder_dir, tmp_path / "alone", variants=variants, ensemble=1, share_states=False)
     run_pipeline(alone, progress=False)
     assert not (alone.cache_root / "bottom-states").exists()
     again = probs(alone)

@@ -212,6 +212,14 @@ class PipelineConfig:
             "(sizes only, faster on large models). A damaged entry is rebuilt. Not part of any cache key."
         ),
     )
+    share_states: bool = field(
+        default=True,
+        metadata=_help(
+            "Keep the frozen bottom layers' output on each text in the cache (bottom-states/) and reuse it "
+            "for every model's prediction on that text: the same probabilities to the bit, less time; "
+            "false saves that disk (benchmarks/README.md, 'Shared bottom states'). Not part of any cache key."
+        ),
+    )
 
     def __post_init__(self) -> None:
         check_finite(self)  # NaN/inf in any float setting (`--eta nan` trained a NaN student)

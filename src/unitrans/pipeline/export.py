@@ -36,6 +36,7 @@ NOT_IN_COMMAND = (
     "executor",
     "ray_address",
     "verify",
+    "share_states",
     "export",
     "out_dir",
     "cache_dir",

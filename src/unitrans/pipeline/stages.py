@@ -318,7 +318,7 @@ def probabilities(ctx: StageContext, model: StageRecord, data: Corpus, *, label:
     corpus is shared with the run's other models (`CachedStates`)."""
 
     def build(folder: Path) -> dict[str, Any]:
-        states = CachedStates(ctx.cache, f"bottom states of {data.name}")
+        states = CachedStates(ctx.cache, f"bottom states of {data.name}") if ctx.config.share_states else None
         probs = predict_probs(model.folder / "model", data.sentences, progress=ctx.progress, states=states)
         save_probs(folder / "probs.npz", probs, model_labels(model.folder / "model"))
         return {"sentences": len(probs)}
