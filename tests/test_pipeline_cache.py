@@ -112,3 +112,12 @@ def test_concurrent_runs_build_a_stage_once(tmp_path):
     second = cache.run("s", {}, {}, slow)
     first.join()
     assert calls == ["built"] and second.cached and not results[0].cached
+
+
+def test_the_cores_a_stage_ran_on_come_back_with_its_record(tmp_path):
+    cache = StageCache(tmp_path)
+    built = cache.run("s", {}, {}, lambda folder: None, runtime={"threads": 1, "cores": 2})
+    again = cache.run("s", {}, {}, lambda folder: None)
+    assert (built.cached, built.cores) == (False, 2) and (again.cached, again.cores) == (True, 2)
+    older = cache.run("t", {}, {}, lambda folder: None, runtime={"threads": 1})  # before cores were kept
+    assert older.cores == 1 and cache.run("t", {}, {}, lambda folder: None).cores == 1

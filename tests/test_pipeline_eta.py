@@ -8,17 +8,27 @@ from pathlib import Path
 import pytest
 
 from unitrans.pipeline.cache import StageRecord
-from unitrans.pipeline.eta import REFERENCE_RATES, PlannedStage, RunProgress, rates, rough, time_left
+from unitrans.pipeline.eta import (
+    REFERENCE_RATES,
+    PlannedStage,
+    RunProgress,
+    plan_lines,
+    rates,
+    rough,
+    speedup,
+    time_left,
+)
 
 
 def stage(key: str, work: float, needs: tuple[str, ...] = (), kind: str = "k", **kw) -> PlannedStage:
     return PlannedStage(
-        key, f"stage {key}", kind, work, needs, kw.get("cached", False), kw.get("seconds", 0.0)
-    )
+        key, f"stage {key}", kind, work, needs, kw.get("cached", False), kw.get("seconds", 0.0),
+        kw.get("cores", 1),
+    )  # fmt: skip
 
 
-def record(key: str, seconds: float, kind: str, cached: bool = False) -> StageRecord:
-    return StageRecord(kind, f"stage {key}", key, Path("/nowhere"), cached, seconds)
+def record(key: str, seconds: float, kind: str, cached: bool = False, cores: int = 1) -> StageRecord:
+    return StageRecord(kind, f"stage {key}", key, Path("/nowhere"), cached, seconds, cores=cores)
 
 
 class Clock:
@@ -131,3 +141,29 @@ def test_estimates_read_to_the_minute():
     assert rough(59) == "under a minute"
     assert rough(150) == "about 2 min"  # 2.5 rounds to even
     assert rough(3900) == "about 1h05m"
+
+
+def test_a_stage_on_several_cores_is_shorter_on_the_path_and_counts_in_full_against_the_workers():
+    rate = {"k": 1.0}
+    assert speedup(1) == 1.0 and speedup(2) == pytest.approx(1.82)
+    alone = [stage("t", 100), stage("s", 182, ("t",), cores=2)]  # a student alone on both cores
+    assert time_left(alone, (), {}, rate, 2) == pytest.approx(200)  # 100 + 182 / 1.82
+    assert time_left(alone, ("t",), {"s": 50.0}, rate, 2) == pytest.approx(50)  # 91 s of 182 done
+    beside = [stage("s1", 182, cores=2), stage("s2", 182, cores=2), stage("x", 182)]
+    assert time_left(beside, (), {}, rate, 2) == pytest.approx(273)  # the work bound: 546 / 2
+    lines = plan_lines([stage("t", 100, kind="model", cached=True, seconds=100.0),
+                        stage("s", 182, ("t",), kind="model", cores=2)], 2)  # fmt: skip
+    assert lines[-1].endswith("1m40s")  # 182 one-core seconds on two cores
+
+
+def test_a_stage_that_ran_on_several_cores_counts_its_time_on_one_core():
+    clock = Clock()
+    plan = [stage("a", 1000, kind="student", cores=2), stage("b", 1000, ("a",), kind="student")]
+    progress = RunProgress(plan, workers=2, clock=clock)
+    progress.started("stage a")
+    clock.now = 100.0
+    progress.finished(record("a", 100.0, "student", cores=2))  # 100 s on two cores: 182 on one
+    assert progress.seconds_left() == pytest.approx(182)  # b on one core
+    cached = RunProgress([stage("a", 1000, kind="student", cached=True, seconds=100.0, cores=2),
+                          stage("b", 1000, ("a",), kind="student")], workers=2)  # fmt: skip
+    assert cached.seconds_left() == pytest.approx(182)

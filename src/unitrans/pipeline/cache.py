@@ -70,6 +70,8 @@ class StageRecord:
     cached: bool
     seconds: float
     metrics: dict[str, Any] = field(default_factory=dict)
+    cores: int = 1
+    """CPU cores it ran on (a student alone: all of them), so that time estimates compare like with like."""
 
 
 class StageCache:
@@ -194,7 +196,8 @@ class StageCache:
     def _cached(self, stage: str, label: str, key: str, manifest: Mapping[str, Any]) -> StageRecord:
         seconds = float(manifest.get("seconds", 0.0))
         metrics = dict(manifest.get("metrics") or {})
-        return StageRecord(stage, label or stage, key, self.folder(stage, key), True, seconds, metrics)
+        cores = _cores((manifest.get("runtime") or {}).get("cores", 1))
+        return StageRecord(stage, label or stage, key, self.folder(stage, key), True, seconds, metrics, cores)
 
     def _build(
         self,
@@ -245,4 +248,10 @@ class StageCache:
             if not resumable:
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return StageRecord(stage, label or stage, key, final, False, seconds, manifest["metrics"])
+        cores = _cores(runtime.get("cores", 1))
+        return StageRecord(stage, label or stage, key, final, False, seconds, manifest["metrics"], cores)
+
+
+def _cores(value: Any) -> int:
+    """A manifest's core count (absent in older manifests: 1)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1

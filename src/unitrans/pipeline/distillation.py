@@ -140,4 +140,7 @@ def student(
     if threads and not (cfg.student_threads == "split" and threads == 1):  # likewise: a student that
         settings["threads"] = threads  # shares the threads, or is split into one part, keeps its key
     work = target_text.words() * cfg.student_epochs
-    return ctx.run("student", settings, inputs, build, label=label, seed=seed, resumable=True, work=work)
+    cores = threads if alone and threads > 1 else 1  # alone: all threads, or one part per thread
+    return ctx.run(
+        "student", settings, inputs, build, label=label, seed=seed, resumable=True, work=work, cores=cores
+    )

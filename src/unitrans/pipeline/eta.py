@@ -10,8 +10,12 @@ measurement yet takes its rate from `REFERENCE_RATES` (the quick preset's record
 how fast this machine ran the stages measured so far against that reference. Several workers: the time
 left is the larger of the critical path through the remaining stages and the remaining work divided by
 the workers (a stage cannot start before what it needs is done; workers cannot do more than their
-share). With no measurement at all there is no basis, and no estimate is shown. Simple on purpose: it
-says "about N min", never more digits than it can know.
+share). Times are counted on one core: a student that runs alone on all cores (the paper preset's split
+student, the quick preset's) records its cores in its manifest, its wall time counts × `speedup`, and its
+estimate is that much shorter on the critical path, while its work counts in full against the workers (so
+students beside other stages, one core each, are estimated right too). With no measurement at all there is
+no basis, and no estimate is shown. Simple on purpose: it says "about N min", never more digits than it
+can know.
 """
 
 from __future__ import annotations
@@ -54,14 +58,34 @@ class PlannedStage:
     cached: bool
     seconds: float = 0.0
     """For a cached stage: the time its manifest recorded (0 when unknown)."""
+    cores: int = 1
+    """Cores it runs on (a cached stage: ran on); more than one only for a student that runs alone."""
 
 
 def planned(rec: StageRecord, inputs: Mapping[str, str], work: float) -> PlannedStage:
-    return PlannedStage(rec.key, rec.label, rec.stage, work, tuple(inputs.values()), rec.cached, rec.seconds)
+    return PlannedStage(
+        rec.key, rec.label, rec.stage, work, tuple(inputs.values()), rec.cached, rec.seconds, rec.cores
+    )
+
+
+PARALLEL_GAIN = 0.82
+"""What each core beyond the first adds to a stage that runs on several: a split student took 8m58s in two
+batch parts side by side against 16m21s with the parts in turn on one core (benchmarks/README.md, "Split
+students beside other stages"), 1.82× for two cores."""
+
+
+def speedup(cores: int) -> float:
+    """How much faster a stage runs on `cores` cores than on one."""
+    return 1.0 + PARALLEL_GAIN * (max(cores, 1) - 1)
 
 
 Measurement = tuple[str, float, float]
-"""(kind, work, seconds) of one finished stage."""
+"""(kind, work, seconds on one core) of one finished stage: a stage that ran on several cores counts its
+wall time × `speedup`, so one rate per kind serves stages run alone and beside others."""
+
+
+def measurement(kind: str, work: float, seconds: float, cores: int) -> Measurement:
+    return kind, work, seconds * speedup(cores)
 
 
 def rates(measured: Iterable[Measurement]) -> dict[str, float] | None:
@@ -103,17 +127,20 @@ def time_left(
     """Seconds until the last stage is done: max(critical path, remaining work / workers).
 
     `plan` lists every stage after those it needs; `done` holds finished keys, `running` maps the keys of
-    running stages to their seconds so far (counted off their estimate). Cached stages cost nothing."""
+    running stages to their seconds so far (counted off their estimate). Cached stages cost nothing. Work
+    is in one-core seconds; a stage on several cores (a student alone) is that much shorter on the
+    critical path, and counts in full against the workers."""
     finished = set(done)
     finish: dict[str, float] = {}
     total = 0.0
     for stage in plan:
+        gain = speedup(stage.cores)
         if stage.key in finished or (stage.cached and stage.key not in running):
             cost = 0.0
         else:
-            cost = max(estimate(stage, rate) - running.get(stage.key, 0.0), 0.0)
+            cost = max(estimate(stage, rate) - running.get(stage.key, 0.0) * gain, 0.0)
         total += cost
-        finish[stage.key] = cost + max((finish.get(n, 0.0) for n in stage.needs), default=0.0)
+        finish[stage.key] = cost / gain + max((finish.get(n, 0.0) for n in stage.needs), default=0.0)
     critical = max(finish.values(), default=0.0)
     return max(critical, total / max(workers, 1))
 
@@ -147,7 +174,7 @@ def plan_lines(plan: Sequence[PlannedStage], workers: int) -> list[str]:
     The rates are those an earlier run recorded in this cache when there are any (as the run's first
     line uses them), else `REFERENCE_RATES` unscaled: the development CPU's speed, so the figure is a
     size, not a promise, and the line says which it is."""
-    earlier = rates((s.kind, s.work, s.seconds) for s in plan if s.cached)
+    earlier = rates(measurement(s.kind, s.work, s.seconds, s.cores) for s in plan if s.cached)
     rate = earlier or dict(REFERENCE_RATES)
     basis = "from stage times an earlier run recorded in this cache"
     if not earlier:
@@ -161,7 +188,8 @@ def plan_lines(plan: Sequence[PlannedStage], workers: int) -> list[str]:
     width = max((len(s.label) for s in plan), default=0)
     lines = [head]
     for stage in plan:
-        status, est = ("cached", "") if stage.cached else ("to run", duration(estimate(stage, rate)))
+        wall = estimate(stage, rate) / speedup(stage.cores)
+        status, est = ("cached", "") if stage.cached else ("to run", duration(wall))
         lines.append(f"  {status:<7} {stage.label:<{width}}  {est}".rstrip())
     return lines
 
@@ -181,7 +209,9 @@ class RunProgress:
         self._by_key = {s.key: s for s in self.plan}
         self._by_label = {s.label: s.key for s in self.plan}
         self._to_run = {s.key for s in self.plan if not s.cached}
-        self._earlier: list[Measurement] = [(s.kind, s.work, s.seconds) for s in self.plan if s.cached]
+        self._earlier: list[Measurement] = [
+            measurement(s.kind, s.work, s.seconds, s.cores) for s in self.plan if s.cached
+        ]
         self._measured: list[Measurement] = []
         self._started: dict[str, float] = {}
         self._done: set[str] = set()
@@ -210,7 +240,7 @@ class RunProgress:
         self._done.add(rec.key)
         stage = self._by_key.get(rec.key)
         if not rec.cached and stage is not None:
-            self._measured.append((stage.kind, stage.work, rec.seconds))
+            self._measured.append(measurement(stage.kind, stage.work, rec.seconds, rec.cores))
         left = len(self._to_run - self._done)
         if not left:
             return "none left"

@@ -84,14 +84,16 @@ class StageContext:
         seed: int | None = None,
         resumable: bool = False,
         work: float = 1.0,
+        cores: int = 1,
     ) -> StageRecord:
         """Look the stage up in the cache, build it if missing, log and record it. `work` (words × passes
-        for sized stages) only sizes the time estimate."""
+        for sized stages) and `cores` (how many it runs on: more than one for a student alone) only size
+        the time estimate."""
         if self.plan is not None:
             rec = self.cache.lookup(stage, settings, inputs, label=label)
             if rec is None:
                 key = self.cache.key(stage, settings, inputs)
-                rec = StageRecord(stage, label, key, self.cache.folder(stage, key), False, 0.0)
+                rec = StageRecord(stage, label, key, self.cache.folder(stage, key), False, 0.0, cores=cores)
             self.plan.append(planned(rec, inputs, work))
             return rec
         if self.probe:
@@ -99,7 +101,7 @@ class StageContext:
             if found is None:
                 raise NotCached(label)
             return found
-        runtime = {"threads": torch.get_num_threads()}  # numbers depend on it: kept for the record
+        runtime = {"threads": torch.get_num_threads(), "cores": cores}  # threads: numbers depend on it
 
         def announced(folder: Path) -> Mapping[str, Any] | None:
             self.announce(label)  # only stages that really run: a cached one is not built
