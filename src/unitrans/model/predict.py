@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,15 @@ from unitrans.data import Sentence
 from unitrans.errors import UnitransError
 from unitrans.model import runtime
 from unitrans.model.shared_states import StateStore, bottom_digest, states_key
-from unitrans.model.tagger import check_tagger_folder, embed, encoder_layers, load_tagger, word_logits
+from unitrans.model.tagger import (
+    check_tagger_folder,
+    embed,
+    encoder_layers,
+    is_checkpoint,
+    load_tagger,
+    read_metadata,
+    word_logits,
+)
 from unitrans.model.windows import make_windows
 from unitrans.train.batching import flat_positions, pad_ids, sorted_batches
 
@@ -184,27 +193,24 @@ def predict_loaded(
     return out
 
 
+def _trained_setting(model_dir: Path, name: str) -> Any:
+    """A training setting the checkpoint's metadata records, or None (not a unitrans checkpoint)."""
+    return read_metadata(model_dir).get("config", {}).get(name) if is_checkpoint(model_dir) else None
+
+
 def checkpoint_frozen_layers(model_dir: Path) -> int:
     """How many bottom layers the checkpoint's training kept frozen (its metadata; 0 when unknown).
     Only a hint of where to split: what is shared is decided by the weights' digest."""
-    from unitrans.model.tagger import is_checkpoint, read_metadata
-
-    if is_checkpoint(model_dir):
-        value = read_metadata(model_dir).get("config", {}).get("freeze_layers")
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return 0
+    value = _trained_setting(model_dir, "freeze_layers")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def checkpoint_max_length(model_dir: Path, model) -> int:
     """The window length a checkpoint was trained with (its metadata), else the encoder's limit up to 128:
     prediction, tagging and word states cut text the way training did."""
-    from unitrans.model.tagger import is_checkpoint, read_metadata
-
-    if is_checkpoint(model_dir):
-        value = read_metadata(model_dir).get("config", {}).get("max_length")
-        if value:
-            return int(value)
+    value = _trained_setting(model_dir, "max_length")
+    if value:
+        return int(value)
     return min(128, int(getattr(model.config, "max_position_embeddings", 512)))
 
 

@@ -3,12 +3,12 @@
 Every model of a run starts from one encoder and keeps its embeddings and bottom k layers frozen, so
 Θsrc, Θtrans, Θteach and the students compute the very same bottom states for a text: a paper run used
 to compute them three times over the unlabelled target text and four times over each test set (issue
-18, item 3). Training keeps its own frozen-layer cache (`train.supervised`): it runs the bottom under
-autocast from fp32 weights, which gives other numbers than prediction's bf16 copy of the model.
-Prediction therefore splits its forward at layer k (`predict_loaded(states=...)`): the bottom part
-comes from a `StateStore` when it already holds it, the top part runs as before. The split is the same
-sequence of operations on the same tensors as the whole forward (`tagger.encoder_layers`), so the
-probabilities are identical to the bit; the tests compare them.
+18, item 3). Prediction therefore splits its forward at layer k (`predict_loaded(states=...)`): the
+bottom part comes from a `StateStore` when it already holds it, the top part runs as before. The split is
+the same sequence of operations on the same tensors as the whole forward (`tagger.encoder_layers`), so
+the probabilities are identical to the bit; the tests compare them. Training keeps its own frozen-layer
+cache (`train.supervised`): it runs the bottom under autocast from fp32 weights, which gives other
+numbers than prediction's bf16 copy of the model.
 
 What may be shared is decided by content, never by names or metadata: the key hashes the bottom weights
 and buffers themselves (in the dtype they run in), the architecture's settings, the windows' subword
@@ -119,7 +119,7 @@ def save_states(path: Path, states: Sequence[torch.Tensor]) -> None:
 
     tensors = {f"b{i}": s.detach().contiguous().cpu() for i, s in enumerate(states)}
     with atomic_path(Path(path), suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata={"batches": str(len(states))})
+        save_file(tensors, str(tmp))
 
 
 def load_states(path: Path, batches: int) -> list[torch.Tensor]:
