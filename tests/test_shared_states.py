@@ -94,6 +94,48 @@ def test_the_key_follows_the_bottom_weights_the_text_and_the_batches(models):
     assert key != states_key("d", 1, ids, torch.device("meta"))
 
 
+def test_the_key_follows_what_the_cpu_kernels_compute(monkeypatch):
+    from unitrans.model import runtime
+
+    cpu = torch.device("cpu")
+    ids = [torch.tensor([[1, 2, 3]])]
+    key = states_key("d", 1, ids, cpu)
+    assert key == states_key("d", 1, ids, cpu)
+    monkeypatch.setattr(runtime, "cpu_kernel_fingerprint", lambda: "other-kernels")
+    assert key != states_key("d", 1, ids, cpu)
+
+
+def _kind_in_subprocess(env: dict[str, str]) -> str:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from unitrans.model.shared_states import device_kind; "
+        "print(device_kind(torch.device('cpu')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    return done.stdout.strip()
+
+
+def _cpu_has_amx() -> bool:
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and "amx_bf16" in cpuinfo.read_text(errors="replace")
+
+
+@pytest.mark.skipif(
+    not _cpu_has_amx(),
+    reason="needs a CPU with AMX (bf16 kernels that round otherwise than AVX-512 BF16)",
+)
+def test_amx_and_avx512_bf16_kernels_are_two_device_kinds():
+    """Both report the capability "AVX512" and native bf16; their bf16 products differ in the last bits."""
+    amx = _kind_in_subprocess({})
+    capped = _kind_in_subprocess({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"})
+    assert amx.split(":")[:3] == capped.split(":")[:3]
+    assert amx != capped
+
+
 def test_entries_in_the_stage_cache_are_verified_and_reloaded_bit_for_bit(models, tmp_path, caplog):
     first, second, _ = models
     plain = predict_probs(second, TEXT, progress=False, batch_size=2)

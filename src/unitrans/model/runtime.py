@@ -1,8 +1,8 @@
 """Per-call choice of device and precision (no global device state).
 
-bf16 is used only where the hardware runs it natively: on this project's CPU (AVX-512 BF16) a bf16 matmul
-peaks at ~3x fp32; on CPUs without it bf16 is emulated and slower, so "auto" means: a CUDA device that
-supports bf16, or a CPU whose flags list avx512_bf16 or amx_bf16.
+bf16 is used only where the hardware runs it natively: a bf16 matmul peaked at ~3x fp32 on the project's
+first CPU (AVX-512 BF16) and at ~8x on its AMX CPU; on CPUs without either bf16 is emulated and slower,
+so "auto" means: a CUDA device that supports bf16, or a CPU whose flags list avx512_bf16 or amx_bf16.
 """
 
 from __future__ import annotations
@@ -59,6 +59,31 @@ def cpu_has_native_bf16() -> bool:
     return ("avx512_bf16" in flags or "amx_bf16" in flags) and bool(
         torch.ops.mkldnn._is_mkldnn_bf16_supported()
     )
+
+
+def cpu_kernel_fingerprint() -> str:
+    """A short hash of what this process's CPU matmul kernels compute on a fixed input, bf16 and fp32.
+
+    The instruction-set names do not say which kernels run: an AMX CPU and an AVX-512 BF16 CPU both report
+    "AVX512" and native bf16, and oneDNN (or `ONEDNN_MAX_CPU_ISA`) picks AMX tiles on the first, whose
+    bf16 products round differently (seen on the development CPUs). Anything reused only where it would
+    come out the same to the bit (`model.shared_states`) keys on this."""
+    return _kernel_fingerprint(torch.get_num_threads())
+
+
+@functools.cache
+def _kernel_fingerprint(threads: int) -> str:
+    import hashlib
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(64, 384, generator=g)
+    w = torch.randn(384, 384, generator=g)
+    h = hashlib.sha256()
+    for dtype in (torch.bfloat16, torch.float32):
+        with torch.no_grad():
+            y = torch.nn.functional.linear(a.to(dtype), w.to(dtype))
+        h.update(y.float().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def use_bf16(device: torch.device, requested: bool | None) -> bool:

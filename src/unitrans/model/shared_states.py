@@ -104,10 +104,13 @@ def states_key(
 
 
 def device_kind(device: torch.device) -> str:
-    """The device as far as its kernels go: the CPU's vector instructions, the GPU's model."""
+    """The device as far as its kernels go: the CPU's vector instructions and what its matmul kernels
+    compute (AMX and AVX-512 BF16 round bf16 products differently under one capability name), the GPU's
+    model."""
     if device.type == "cpu":
         bf16 = "native-bf16" if runtime.cpu_has_native_bf16() else "no-native-bf16"
-        return f"cpu:{torch.backends.cpu.get_cpu_capability()}:{bf16}"
+        kernels = runtime.cpu_kernel_fingerprint()
+        return f"cpu:{torch.backends.cpu.get_cpu_capability()}:{bf16}:{kernels}"
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return device.type
