@@ -111,3 +111,26 @@ def test_the_pipeline_student_is_keyed_by_the_blend_and_the_card_says_it(tiny_en
     card = (merged.exports["es"]["unitrans"] / "README.md").read_text()
     assert "(1 − 0.5)·student + 0.5·teacher" in card
     assert "WiSE-FT" not in (plain.exports["es"]["unitrans"] / "README.md").read_text()
+
+
+def test_the_student_batch_size_keys_the_student_alone_and_the_card_says_it(tiny_encoder_dir, tmp_path):
+    cache = tmp_path / "cache"
+    label = "es: student unitrans (seed 42)"
+    base = {"student_init": "teach"}
+    plain = run_pipeline(_config(tiny_encoder_dir, tmp_path / "a", cache, **base), progress=False)
+    same = run_pipeline(  # equal to batch_size: the same student, from the cache
+        _config(tiny_encoder_dir, tmp_path / "s", cache, **base, student_batch_size=2),
+        progress=False,
+    )
+    assert _record(same, label).cached
+    other = run_pipeline(
+        _config(tiny_encoder_dir, tmp_path / "b", cache, **base, student_batch_size=3), progress=False
+    )
+    assert _record(other, "es: train teach (seed 42)").cached and not _record(other, label).cached
+    settings = json.loads((_record(other, label).folder / "manifest.json").read_text())["settings"]
+    assert settings["train"]["batch_size"] == 3
+    card = (other.exports["es"]["unitrans"] / "README.md").read_text()
+    assert "batches of 3 sentences, the teachers in batches of 2" in card
+    assert "batches of" not in (plain.exports["es"]["unitrans"] / "README.md").read_text()
+    with pytest.raises(UnitransError, match="student_batch_size ≥ 0"):
+        make_config("paper", targets=("es",), student_batch_size=-1)

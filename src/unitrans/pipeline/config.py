@@ -94,6 +94,10 @@ class PipelineConfig:
         ),
     )
     batch_size: int = field(default=32, metadata=_help("Sentences per training batch."))
+    student_batch_size: int = field(
+        default=0,
+        metadata=_help("Sentences per batch of the distilled student (0 = batch_size, as published)."),
+    )
     batch_by: str = field(
         default=TrainConfig.batch_by,
         metadata=_help("Training batches cut at batch_size sentences, or at as many words (see train)."),
@@ -289,9 +293,9 @@ class PipelineConfig:
             raise UnitransError(f"expected workers ≥ 0 (0 = auto), found {self.workers}")
         if self.max_length < 8:
             raise UnitransError(f"expected max_length ≥ 8, found {self.max_length}")
-        for name in ("max_source_sentences", "max_target_sentences"):
+        for name in ("max_source_sentences", "max_target_sentences", "student_batch_size"):
             if getattr(self, name) < 0:
-                raise UnitransError(f"expected {name} ≥ 0 (0 = all), found {getattr(self, name)}")
+                raise UnitransError(f"expected {name} ≥ 0 (0 = the default), found {getattr(self, name)}")
         if self.soft_loss not in SOFT_LOSSES:
             names = ", ".join(SOFT_LOSSES)
             raise UnitransError(f"expected soft_loss among {names}, found {self.soft_loss!r}")

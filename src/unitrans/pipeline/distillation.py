@@ -97,6 +97,8 @@ def student(
     eta = cfg.eta if hard is not None else 0.0
     loss = DistillLoss(eta=eta, soft_weight=1.0 if soft is not None else 0.0, soft=cfg.soft_loss)
     tc = train_config(cfg, lr=cfg.student_lr, epochs=cfg.student_epochs, seed=seed)
+    if cfg.student_batch_size:  # the key holds the batch size, so an equal one keeps the key
+        tc = dataclasses.replace(tc, batch_size=cfg.student_batch_size)
     if init is not None and cfg.student_merge > 0:  # WiSE-FT blend with the init; in the key only when set
         tc = dataclasses.replace(tc, merge_init=cfg.student_merge)
     if cfg.student_threads == "split" and threads > 1 and runtime.pick_device(tc.device).type == "cpu":

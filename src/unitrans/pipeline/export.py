@@ -208,6 +208,14 @@ def model_card(
             if VARIANTS[variant].soft_teacher is not None and config.soft_loss != "mse"
             else []
         ),
+        *(
+            [
+                f"- The student learned in batches of {config.student_batch_size} sentences, the teachers in "
+                f"batches of {config.batch_size}."
+            ]
+            if VARIANTS[variant].is_student and config.student_batch_size not in (0, config.batch_size)
+            else []
+        ),
         f"- This folder holds the seed-{seed} model. The command that made it:",
         "",
         "```",
