@@ -181,7 +181,7 @@ def test_round_one_keys_are_unitrans_keys(one_round):
     student = rec["es: student unitrans (seed 42)"]
     settings = _manifest(student)["settings"]
     assert set(settings) == {"eta", "soft_weight", "train"}
-    text_key = stages.read_target_text(make_config("paper", targets=("es",), data_dir=FIXTURES), "es").key
+    text_key = stages.read_target_text(make_config("paper", targets=("es",), data_dir=FIXTURES), "es")[0].key
     inputs = {"data": text_key, "soft": rec["es: teach (seed 42) on D_T"].key, "hard": votes_key}
     assert student.key == cache.key("student", settings, inputs)
     assert set(one_round.runs["es"]) == {"src", "unitrans"}

@@ -124,6 +124,13 @@ class PipelineConfig:
     max_target_sentences: int = field(
         default=0, metadata=_help("Subsample the unlabelled target text to this many sentences (0 = all).")
     )
+    translate_sentences: int = field(
+        default=0,
+        metadata=_help(
+            "Sentences of the unlabelled target text the lexicon's word vectors come from, a fixed sample "
+            "(0 = the same text as the teachers and the student, max_target_sentences)."
+        ),
+    )
     translate_layers: tuple[int, ...] | None = field(
         default=None,
         metadata=_help("Encoder layers tried for word vectors (None: the translate package's default set)."),
@@ -293,7 +300,12 @@ class PipelineConfig:
             raise UnitransError(f"expected workers ≥ 0 (0 = auto), found {self.workers}")
         if self.max_length < 8:
             raise UnitransError(f"expected max_length ≥ 8, found {self.max_length}")
-        for name in ("max_source_sentences", "max_target_sentences", "student_batch_size"):
+        for name in (
+            "max_source_sentences",
+            "max_target_sentences",
+            "translate_sentences",
+            "student_batch_size",
+        ):
             if getattr(self, name) < 0:
                 raise UnitransError(f"expected {name} ≥ 0 (0 = the default), found {getattr(self, name)}")
         if self.soft_loss not in SOFT_LOSSES:

@@ -183,7 +183,12 @@ def model_card(
         + (f", a fixed sample of {n_source} sentences." if n_source else "."),
         f"- Unlabelled text: the words of `{data / lang / 'train.txt'}` (its tags unread)"
         + (f", a fixed sample of {n_target} sentences" if n_target else "")
-        + "; the translated training data is made from it word by word.",
+        + "; the translated training data is made from it word by word"
+        + (
+            f" (its lexicon's target word vectors from {config.translate_sentences} of its sentences)."
+            if config.translate_sentences
+            else "."
+        ),
         *(
             [
                 f"- The student started from the weights of its `{config.student_init}` teacher (beyond "

@@ -31,7 +31,7 @@ class LanguageStages:
 
     def __init__(self, ctx: StageContext, source: Corpus, lang: str, models: dict) -> None:
         self.ctx, self.source, self.lang = ctx, source, lang
-        self.text = stages.read_target_text(ctx.config, lang)
+        self.text, self.lexicon_text = stages.read_target_text(ctx.config, lang)
         self.test = stages.read_target_test(ctx.config, lang)
         self._models = models  # shared across languages: Θsrc is keyed without the target
         self._dtrans: Corpus | None = None
@@ -39,7 +39,9 @@ class LanguageStages:
         self._shares: dict[str, float] = {}
 
     def translation_call(self) -> StageCall:
-        return functools.partial(stages.translate, source=self.source, target_text=self.text, lang=self.lang)
+        return functools.partial(
+            stages.translate, source=self.source, target_text=self.lexicon_text, lang=self.lang
+        )
 
     def adopt_translation(self, rec: StageRecord) -> None:
         if self.ctx.plan is not None and not rec.cached:  # planned, not built: word by word, same lengths

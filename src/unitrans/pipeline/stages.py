@@ -158,11 +158,18 @@ def read_source(config: PipelineConfig) -> Corpus:
     return Corpus(f"{config.source}/train", sents, hash_rows([*s.words, "|", *(s.tags or ())] for s in sents))
 
 
-def read_target_text(config: PipelineConfig, lang: str) -> Corpus:
-    """D_T: the target train file as unlabelled text; any tag column is ignored by the reader."""
+def read_target_text(config: PipelineConfig, lang: str) -> tuple[Corpus, Corpus]:
+    """D_T, the target train file as unlabelled text (any tag column is ignored by the reader), and the
+    text the lexicon's target word vectors come from: D_T itself, or its own fixed sample of
+    `translate_sentences` (the same sample as `max_target_sentences` of that size would give)."""
     raw = read_unlabelled(_lang_file(config, lang, "train.txt"))
-    sents = [s.unlabelled() for s in _subsample(raw, config.max_target_sentences)]
-    return Corpus(f"{lang}/train (unlabelled)", sents, hash_rows(s.words for s in sents))
+
+    def sample(limit: int) -> Corpus:
+        sents = [s.unlabelled() for s in _subsample(raw, limit)]
+        return Corpus(f"{lang}/train (unlabelled)", sents, hash_rows(s.words for s in sents))
+
+    text = sample(config.max_target_sentences)
+    return text, (sample(config.translate_sentences) if config.translate_sentences else text)
 
 
 def read_target_test(config: PipelineConfig, lang: str) -> Corpus:
