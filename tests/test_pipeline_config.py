@@ -28,9 +28,13 @@ def test_presets():
         and quick.student_threads == "all"
         and quick.soft_loss == "kl"
         and quick.student_merge == 0.5
+        and quick.max_target_sentences == 0  # the student reads the whole unlabelled text
+        and quick.translate_sentences == 2000
+        and quick.student_batch_size == 32
     )
     # UniTrans as published
     assert (paper.student_init, paper.soft_loss, paper.student_merge) == ("pretrained", "mse", 0.0)
+    assert (paper.max_target_sentences, paper.translate_sentences, paper.student_batch_size) == (0, 0, 0)
     assert make_config("quick", targets=("es",), epochs=None).epochs == 2  # None keeps the preset's value
     assert set(PRESETS) == {"quick", "paper"}
 
