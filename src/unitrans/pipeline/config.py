@@ -300,14 +300,11 @@ class PipelineConfig:
             raise UnitransError(f"expected workers ≥ 0 (0 = auto), found {self.workers}")
         if self.max_length < 8:
             raise UnitransError(f"expected max_length ≥ 8, found {self.max_length}")
-        for name in (
-            "max_source_sentences",
-            "max_target_sentences",
-            "translate_sentences",
-            "student_batch_size",
-        ):
+        zero_means = {"max_source_sentences": "all", "max_target_sentences": "all",
+                      "translate_sentences": "all of D_T", "student_batch_size": "batch_size"}  # fmt: skip
+        for name, zero in zero_means.items():
             if getattr(self, name) < 0:
-                raise UnitransError(f"expected {name} ≥ 0 (0 = the default), found {getattr(self, name)}")
+                raise UnitransError(f"expected {name} ≥ 0 (0 = {zero}), found {getattr(self, name)}")
         if self.soft_loss not in SOFT_LOSSES:
             names = ", ".join(SOFT_LOSSES)
             raise UnitransError(f"expected soft_loss among {names}, found {self.soft_loss!r}")

@@ -169,7 +169,9 @@ def read_target_text(config: PipelineConfig, lang: str) -> tuple[Corpus, Corpus]
         return Corpus(f"{lang}/train (unlabelled)", sents, hash_rows(s.words for s in sents))
 
     text = sample(config.max_target_sentences)
-    return text, (sample(config.translate_sentences) if config.translate_sentences else text)
+    if config.translate_sentences in (0, config.max_target_sentences):
+        return text, text
+    return text, sample(config.translate_sentences)
 
 
 def read_target_test(config: PipelineConfig, lang: str) -> Corpus:
