@@ -22,6 +22,7 @@ from unitrans.pipeline.variants import VARIANTS, check_variants
 from unitrans.train.config import BATCH_BY, LOSS_WEIGHTINGS, TrainConfig, check_finite
 
 SOFT_LOSSES = ("mse", "kl")
+TEACH_DATA = ("trans", "trans+source")
 """Names of `train.distill.SOFT_LOSSES` (not imported here: that would load torch to parse a config)."""
 
 DEFAULT_DATA_DIR = Path(os.environ.get("UNITRANS_DATA_DIR", "../shared/data/conll"))
@@ -63,6 +64,13 @@ class PipelineConfig:
     )
     epochs: int = field(default=3, metadata=_help("Epochs of Θsrc, Θtrans, data combination."))
     teach_epochs: int = field(default=3, metadata=_help("Epochs fine-tuning Θsrc on D_trans into Θteach."))
+    teach_data: str = field(
+        default="trans",
+        metadata=_help(
+            "What Θsrc is fine-tuned on into Θteach: trans = D_trans (as published); trans+source = D_trans "
+            "and the source training data shuffled together, so Θteach rehearses what Θsrc learned."
+        ),
+    )
     student_epochs: int = field(default=3, metadata=_help("Epochs of the distilled student."))
     teacher_lr: float = field(default=5e-5, metadata=_help("Learning rate of the teacher models."))
     student_lr: float = field(default=1e-4, metadata=_help("Learning rate of the student."))
@@ -305,6 +313,9 @@ class PipelineConfig:
         for name, zero in zero_means.items():
             if getattr(self, name) < 0:
                 raise UnitransError(f"expected {name} ≥ 0 (0 = {zero}), found {getattr(self, name)}")
+        if self.teach_data not in TEACH_DATA:
+            names = ", ".join(TEACH_DATA)
+            raise UnitransError(f"expected teach_data among {names}, found {self.teach_data!r}")
         if self.soft_loss not in SOFT_LOSSES:
             names = ", ".join(SOFT_LOSSES)
             raise UnitransError(f"expected soft_loss among {names}, found {self.soft_loss!r}")

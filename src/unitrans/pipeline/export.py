@@ -215,6 +215,15 @@ def model_card(
         ),
         *(
             [
+                "- Θteach (Θsrc fine-tuned on the translated data) saw the labelled source data again beside "
+                "the translated data, shuffled together (rehearsal; beyond the paper, whose Θteach sees the "
+                "translated data alone)."
+            ]
+            if "teach" in VARIANTS[variant].models() and config.teach_data == "trans+source"
+            else []
+        ),
+        *(
+            [
                 f"- The student learned in batches of {config.student_batch_size} sentences, the teachers in "
                 f"batches of {config.batch_size}."
             ]
