@@ -31,10 +31,12 @@ def test_presets():
         and quick.max_target_sentences == 0  # the student reads the whole unlabelled text
         and quick.translate_sentences == 2000
         and quick.student_batch_size == 32
+        and quick.teach_data == "trans+source"
     )
     # UniTrans as published
     assert (paper.student_init, paper.soft_loss, paper.student_merge) == ("pretrained", "mse", 0.0)
     assert (paper.max_target_sentences, paper.translate_sentences, paper.student_batch_size) == (0, 0, 0)
+    assert paper.teach_data == "trans"
     assert make_config("quick", targets=("es",), epochs=None).epochs == 2  # None keeps the preset's value
     assert set(PRESETS) == {"quick", "paper"}
 
