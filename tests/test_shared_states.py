@@ -72,8 +72,11 @@ def test_a_store_gives_the_same_bits_and_the_second_model_reuses_the_entry(model
     # Trained with nothing frozen: its metadata says 0 frozen layers, so it never splits
     assert same(plain[2], predict_probs(unfrozen, TEXT, progress=False, batch_size=2, states=store))
     assert len(store.computed) == 1
-    # Another batching is another entry (and the same bits again)
-    assert same(plain[1], predict_probs(second, TEXT, progress=False, batch_size=3, states=store))
+    # Another batching is another entry, with the bits of plain prediction in that batching (not those of
+    # batches of 2: padding to another length changes the matmul shapes, and fp32 kernels without AVX-512
+    # then round otherwise)
+    plain3 = predict_probs(second, TEXT, progress=False, batch_size=3)
+    assert same(plain3, predict_probs(second, TEXT, progress=False, batch_size=3, states=store))
     assert len(store.computed) == 2
 
 
