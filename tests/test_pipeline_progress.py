@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from unitrans.model import runtime
 from unitrans.pipeline import local_workers
 from unitrans.pipeline.config import make_config
 from unitrans.pipeline.eta import duration
@@ -46,6 +47,19 @@ def test_a_stage_that_runs_says_so_when_it_starts_and_ends(tiny_encoder_dir, tmp
         run_pipeline(config, progress=False)
     again = [r.getMessage() for r in caplog.records if r.name.startswith("unitrans.pipeline.stages")]
     assert again and all(line.endswith("cached, skipped") for line in again)
+    said = [r.getMessage() for r in caplog.records if r.name == "unitrans.pipeline.runner"]
+    assert sum(line.startswith("compute: ") for line in said) == 1  # where it computes, and in what precision
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_compute_line_says_why_a_cpu_without_native_bf16_is_slower(monkeypatch, native):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
+    line = runtime.describe_compute(torch.device("cpu"))
+    if native:
+        assert line == "cpu, bf16 autocast (native on this CPU)"
+    else:
+        assert line.startswith("cpu, fp32: this CPU has no native bf16 (AVX-512 BF16 or AMX)")
+        assert "longer" in line
 
 
 @pytest.mark.parametrize("configured", [True, False])

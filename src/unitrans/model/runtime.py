@@ -95,6 +95,22 @@ def use_bf16(device: torch.device, requested: bool | None) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
+def describe_compute(device: torch.device) -> str:
+    """One line for the start of a run: where it computes and in what precision, so that a user on a CPU
+    without native bf16 knows why the same preset takes several times longer than the figures we publish."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return f"{device} ({name}), " + ("bf16 autocast" if use_bf16(device, None) else "fp32")
+    if device.type != "cpu":
+        return f"{device}, fp32"
+    if use_bf16(device, None):
+        return "cpu, bf16 autocast (native on this CPU)"
+    return (
+        "cpu, fp32: this CPU has no native bf16 (AVX-512 BF16 or AMX), so training and "
+        "prediction take several times longer than on one that has it"
+    )
+
+
 def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
     if not bf16:
         return contextlib.nullcontext()

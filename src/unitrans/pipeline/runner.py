@@ -17,6 +17,7 @@ from typing import Any
 
 from unitrans.atomic import check_writable_dir, write_text_atomic
 from unitrans.eval.report import build_results, render_markdown, write_report
+from unitrans.model import runtime
 from unitrans.pipeline import stages, translation
 from unitrans.pipeline.cache import StageCache, StageRecord
 from unitrans.pipeline.config import PipelineConfig
@@ -81,6 +82,7 @@ def run_pipeline(
     languages = _read_inputs(ctx)
     dictionary = translation.user_dictionary(config)  # a malformed dictionary too
     logger.info("models needed: %s", ", ".join(required_models(config.variants)))
+    logger.info("compute: %s", runtime.describe_compute(runtime.pick_device(None)))
     workers = resolve_workers(config.workers)
     ctx.eta = RunProgress(planned_stages(ctx, languages), workers)
     logger.info("%s", ctx.eta.start_line())
