@@ -22,8 +22,9 @@ from unitrans.pipeline.variants import VARIANTS, check_variants
 from unitrans.train.config import BATCH_BY, LOSS_WEIGHTINGS, TrainConfig, check_finite
 
 SOFT_LOSSES = ("mse", "kl")
-TEACH_DATA = ("trans", "trans+source")
 """Names of `train.distill.SOFT_LOSSES` (not imported here: that would load torch to parse a config)."""
+TEACH_DATA = ("trans", "trans+source")
+"""What Θteach fine-tunes on: D_trans alone (the paper), or D_trans and the source data (rehearsal)."""
 
 DEFAULT_DATA_DIR = Path(os.environ.get("UNITRANS_DATA_DIR", "../shared/data/conll"))
 MAIN_VARIANTS = ("src", "trans", "teach", "unitrans")

@@ -80,7 +80,7 @@ class LanguageStages:
             return functools.partial(train, kind="trans", data=self.dtrans(), epochs=epochs, weights=weights)
         if kind == "teach":
             init = self.model("src", seed)
-            rehearsal = [self.source] if cfg.teach_data == "trans+source" else []  # key as before without
+            rehearsal = [self.source] if cfg.teach_data == "trans+source" else []  # none: the paper's key
             return functools.partial(
                 train, kind="teach", data=self.dtrans(), epochs=cfg.teach_epochs, init=init,
                 weights=self.trans_weights(seed), extra=rehearsal,
