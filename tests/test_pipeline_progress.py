@@ -149,13 +149,15 @@ def test_the_pool_announces_what_it_hands_to_workers(monkeypatch):
     assert announced == ["stage a", "stage c"]  # b came from the cache
 
 
-def test_plan_lists_every_stage_and_writes_nothing(tiny_encoder_dir, tmp_path, capsys):
+def test_plan_lists_every_stage_and_writes_nothing(tiny_encoder_dir, tmp_path, capsys, monkeypatch):
     """`unitrans run --plan`: before a run every stage is to run, nothing is created; after it the same
     stages are all cached, with the run's own labels."""
     from unitrans.cli import main
+    from unitrans.model import runtime
     from unitrans.pipeline.runner import plan_run
 
     torch.set_num_threads(1)
+    monkeypatch.setattr(runtime, "matmul_gflops", lambda bf16: 1000.0)  # faster than the reference
     out, cache = tmp_path / "out", tmp_path / "cache"
     values = {"targets": ("es",), "data_dir": FIXTURES, "encoder": str(tiny_encoder_dir), "out_dir": out,
               "cache_dir": cache, "variants": ("src", "trans"), "epochs": 1, "batch_size": 8,
@@ -200,3 +202,37 @@ def test_plan_estimates_from_earlier_runs_or_the_reference():
         "at the reference speed (the quick preset's stage times on a 2-core CPU, two workers)"
     )
     assert fresh[1].split()[-1] == "3.7s"  # 2000 words x 1.84e-3 s
+
+
+def test_plan_scales_the_reference_by_this_machines_matmul_speed():
+    """With no stage times in the cache, a CPU whose one-thread matmuls are k times slower than the
+    reference's gets every estimate k times longer and the line says so; a faster one keeps the
+    reference (never shorter); earlier stage times win over the probe."""
+    from unitrans.pipeline.eta import REFERENCE_MATMUL_GFLOPS, PlannedStage, machine_scale, plan_lines
+
+    assert machine_scale(None) == 1.0 and machine_scale(0.0) == 1.0
+    assert machine_scale(REFERENCE_MATMUL_GFLOPS / 2.5) == 2.5
+    assert machine_scale(REFERENCE_MATMUL_GFLOPS * 4) == 1.0
+    todo = PlannedStage("b", "train b", "model", 20000.0, (), False)
+    plain = plan_lines([todo], workers=1)
+    slow = plan_lines([todo], workers=1, matmul_gflops=REFERENCE_MATMUL_GFLOPS / 2.5)
+    assert plain[1].split()[-1] == "36.8s"  # 20000 words x 1.84e-3 s
+    assert slow[1].split()[-1] == "1m32s"  # x 2.5
+    assert slow[0].startswith(
+        "plan: 1 stage, 0 cached, 1 to run (1 worker); about 2 min at 2.5x the reference"
+    )
+    assert f"run {REFERENCE_MATMUL_GFLOPS / 2.5:.0f} GFLOP/s" in slow[0]
+    assert plan_lines([todo], workers=1, matmul_gflops=REFERENCE_MATMUL_GFLOPS * 4) == plain
+    done = PlannedStage("a", "train a", "model", 1000.0, (), True, 60.0)
+    assert plan_lines([done, todo], 1, matmul_gflops=1.0) == plan_lines([done, todo], 1)
+
+
+def test_the_matmul_probe_is_a_speed_and_leaves_the_threads_as_they_were():
+    from unitrans.model.runtime import matmul_gflops
+
+    torch.set_num_threads(2)
+    try:
+        speed = matmul_gflops(False, repeats=2)
+        assert 0.01 < speed < 1e6 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

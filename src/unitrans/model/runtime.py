@@ -111,6 +111,32 @@ def describe_compute(device: torch.device) -> str:
     )
 
 
+def matmul_gflops(bf16: bool, repeats: int = 10) -> float:
+    """One thread's GFLOP/s on an encoder-sized product (512 × 384 @ 384 × 1536) in the precision a run
+    uses: what `unitrans run --plan` scales its reference stage times by, since training and prediction
+    spend most of their time in such products (benchmarks/README.md, "How close prediction runs to this
+    CPU's fp32 matmul speed"). One thread, as each worker has; best of `repeats`, so a moment of load from
+    other jobs does not count. Takes well under a second."""
+    import time
+
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(512, 384, generator=g).to(dtype)
+        b = torch.randn(384, 1536, generator=g).to(dtype)
+        torch.mm(a, b)  # warm-up: first-call kernel selection
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * 512 * 384 * 1536 / max(best, 1e-9) / 1e9
+
+
 def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
     if not bf16:
         return contextlib.nullcontext()

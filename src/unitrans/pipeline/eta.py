@@ -44,6 +44,23 @@ average of three and an evaluation measured at the quick preset's Spanish sizes 
 machine (0.05, 0.14, 0.34 s)."""
 
 
+REFERENCE_MATMUL_GFLOPS = 200.0
+"""What `runtime.matmul_gflops` would read on the machine of `REFERENCE_RATES`, for `--plan` on a machine
+with no stage times yet. Calibrated where it is needed (`benchmarks/calibrate_plan.py`): on the AVX2-only AMD
+EPYC (fp32) the probe reads 87–95 GFLOP/s, and three quick-preset runs' stages took 2.14–2.40× the one-core
+seconds that `REFERENCE_RATES` predict (Spanish alone: 2,741 s against 1,227), which puts the reference at
+194–209 GFLOP/s (benchmarks/README.md, "--plan on a CPU without native bf16"). A faster probe keeps the
+reference rates (`machine_scale` never goes under 1): on CPUs with native bf16 the rest of a step, not its
+matmuls, sets the pace."""
+
+
+def machine_scale(gflops: float | None) -> float:
+    """How many times the reference rates this machine's stages take, from its matmul probe (1 without)."""
+    if gflops is None or gflops <= 0:
+        return 1.0
+    return max(1.0, REFERENCE_MATMUL_GFLOPS / gflops)
+
+
 @dataclass(frozen=True)
 class PlannedStage:
     """One stage of the run as planned before it starts."""
@@ -168,17 +185,25 @@ def rough(seconds: float) -> str:
 NO_BASIS = "ETA after the first stage"
 
 
-def plan_lines(plan: Sequence[PlannedStage], workers: int) -> list[str]:
+def plan_lines(plan: Sequence[PlannedStage], workers: int, matmul_gflops: float | None = None) -> list[str]:
     """`unitrans run --plan`: a summary line, then every stage with its status and estimated time.
 
     The rates are those an earlier run recorded in this cache when there are any (as the run's first
-    line uses them), else `REFERENCE_RATES` unscaled: the development CPU's speed, so the figure is a
-    size, not a promise, and the line says which it is."""
+    line uses them), else `REFERENCE_RATES` scaled by `machine_scale(matmul_gflops)` (this machine's
+    one-thread matmul probe, None where none was taken): a size, not a promise, and the line says which
+    basis it used."""
     earlier = rates(measurement(s.kind, s.work, s.seconds, s.cores) for s in plan if s.cached)
-    rate = earlier or dict(REFERENCE_RATES)
+    scale = machine_scale(matmul_gflops)
+    rate = earlier or {k: r * scale for k, r in REFERENCE_RATES.items()}
     basis = "from stage times an earlier run recorded in this cache"
     if not earlier:
         basis = "at the reference speed (the quick preset's stage times on a 2-core CPU, two workers)"
+        if scale > 1.0:
+            basis = (
+                f"at {scale:.1f}x the reference stage times (the quick preset's on a 2-core CPU, two "
+                f"workers): this CPU's one-thread matmuls run {matmul_gflops:.0f} GFLOP/s against the "
+                f"reference's {REFERENCE_MATMUL_GFLOPS:.0f}"
+            )
     to_run = [s for s in plan if not s.cached]
     n = len(plan)
     head = f"plan: {n} stage{'s' if n != 1 else ''}, {n - len(to_run)} cached, {len(to_run)} to run"

@@ -176,7 +176,9 @@ def plan_run(config: PipelineConfig) -> list[str]:
     ctx = StageContext(StageCache(config.cache_root, verify=config.verify), config, False)
     languages = _read_inputs(ctx)
     translation.user_dictionary(config)
-    return plan_lines(planned_stages(ctx, languages), resolve_workers(config.workers))
+    device = runtime.pick_device(None)
+    gflops = runtime.matmul_gflops(runtime.use_bf16(device, None)) if device.type == "cpu" else None
+    return plan_lines(planned_stages(ctx, languages), resolve_workers(config.workers), gflops)
 
 
 def summary_lines(result: RunResult) -> list[str]:
