@@ -167,3 +167,23 @@ def test_a_stage_that_ran_on_several_cores_counts_its_time_on_one_core():
     cached = RunProgress([stage("a", 1000, kind="student", cached=True, seconds=100.0, cores=2),
                           stage("b", 1000, ("a",), kind="student")], workers=2)  # fmt: skip
     assert cached.seconds_left() == pytest.approx(182)
+
+
+def test_a_probed_cpu_has_an_estimate_from_the_start_and_stage_times_take_over():
+    """Before any stage time, a run on a CPU whose matmul probe is 2x slower than the reference's is
+    estimated at twice the reference rates; the first finished stage's own rate replaces that."""
+    from unitrans.pipeline.eta import REFERENCE_MATMUL_GFLOPS
+
+    clock = Clock()
+    plan = [stage("a", 10_000, kind="model"), stage("b", 10_000, ("a",), kind="model")]
+    probed = RunProgress(plan, 1, clock, matmul_gflops=REFERENCE_MATMUL_GFLOPS / 2)
+    assert probed.seconds_left() == pytest.approx(2 * 2 * 10_000 * REFERENCE_RATES["model"])
+    assert probed.start_line() == (
+        "run: 2 stages, 0 cached, 2 to run (1 worker); about 1 min left, from this CPU's matmul speed "
+        "(stage times will refine it)"
+    )
+    probed.started("stage a")
+    clock.now = 10.0
+    probed.finished(record("a", 10.0, "model"))
+    assert probed.seconds_left() == pytest.approx(10.0)  # b at a's measured rate
+    assert RunProgress(plan, 1, clock).start_line().endswith("; ETA after the first stage")

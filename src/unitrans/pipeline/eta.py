@@ -13,9 +13,10 @@ the workers (a stage cannot start before what it needs is done; workers cannot d
 share). Times are counted on one core: a student that runs alone on all cores (the paper preset's split
 student, the quick preset's) records its cores in its manifest, its wall time counts × `speedup`, and its
 estimate is that much shorter on the critical path, while its work counts in full against the workers (so
-students beside other stages, one core each, are estimated right too). With no measurement at all there is
-no basis, and no estimate is shown. Simple on purpose: it says "about N min", never more digits than it
-can know.
+students beside other stages, one core each, are estimated right too). With no measurement at all the
+reference rates are scaled by this CPU's one-thread matmul probe (`machine_scale`); without a probe (on a GPU)
+there is no basis, and no estimate is shown until a stage ends. Simple on purpose: it says "about N min",
+never more digits than it can know.
 """
 
 from __future__ import annotations
@@ -223,7 +224,11 @@ class RunProgress:
     """Follows a run against its plan; the stage code reports starts and ends, and logs what this returns."""
 
     def __init__(
-        self, plan: Sequence[PlannedStage], workers: int, clock: Callable[[], float] = time.monotonic
+        self,
+        plan: Sequence[PlannedStage],
+        workers: int,
+        clock: Callable[[], float] = time.monotonic,
+        matmul_gflops: float | None = None,
     ) -> None:
         unique: dict[str, PlannedStage] = {}
         for stage in plan:
@@ -238,6 +243,9 @@ class RunProgress:
             measurement(s.kind, s.work, s.seconds, s.cores) for s in self.plan if s.cached
         ]
         self._measured: list[Measurement] = []
+        # Before any stage time: the reference rates at this machine's matmul speed, where it was probed.
+        scale = machine_scale(matmul_gflops)
+        self._probed = None if matmul_gflops is None else {k: r * scale for k, r in REFERENCE_RATES.items()}
         self._started: dict[str, float] = {}
         self._done: set[str] = set()
 
@@ -252,6 +260,8 @@ class RunProgress:
         left = self.seconds_left()
         if left is None:
             return f"{line}; {NO_BASIS}"
+        if rates(self._earlier) is None:
+            return f"{line}; {rough(left)} left, from this CPU's matmul speed (stage times will refine it)"
         return f"{line}; {rough(left)} left, from stage times an earlier run recorded in this cache"
 
     def started(self, label: str) -> None:
@@ -275,7 +285,7 @@ class RunProgress:
 
     def seconds_left(self) -> float | None:
         """The estimate for the whole run from now, or None without a basis."""
-        rate = rates(self._measured) or rates(self._earlier)
+        rate = rates(self._measured) or rates(self._earlier) or self._probed
         if rate is None:
             return None
         now = self.clock()

@@ -84,7 +84,7 @@ def run_pipeline(
     logger.info("models needed: %s", ", ".join(required_models(config.variants)))
     logger.info("compute: %s", runtime.describe_compute(runtime.pick_device(None)))
     workers = resolve_workers(config.workers)
-    ctx.eta = RunProgress(planned_stages(ctx, languages), workers)
+    ctx.eta = RunProgress(planned_stages(ctx, languages), workers, matmul_gflops=_matmul_probe())
     logger.info("%s", ctx.eta.start_line())
     if workers > 1 or config.executor != "local":
         with StagePool(ctx, workers, config.executor, on_start=ctx.announce) as pool:
@@ -176,9 +176,13 @@ def plan_run(config: PipelineConfig) -> list[str]:
     ctx = StageContext(StageCache(config.cache_root, verify=config.verify), config, False)
     languages = _read_inputs(ctx)
     translation.user_dictionary(config)
+    return plan_lines(planned_stages(ctx, languages), resolve_workers(config.workers), _matmul_probe())
+
+
+def _matmul_probe() -> float | None:
+    """This CPU's one-thread matmul speed for the ETA before any stage time exists (None on a GPU)."""
     device = runtime.pick_device(None)
-    gflops = runtime.matmul_gflops(runtime.use_bf16(device, None)) if device.type == "cpu" else None
-    return plan_lines(planned_stages(ctx, languages), resolve_workers(config.workers), gflops)
+    return runtime.matmul_gflops(runtime.use_bf16(device, None)) if device.type == "cpu" else None
 
 
 def summary_lines(result: RunResult) -> list[str]:
