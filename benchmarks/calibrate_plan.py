@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="a finished run's folder (its config.json)")
     parser.add_argument("--repeats", type=int, default=30, help="matmul probe repetitions (best of)")
     args = parser.parse_args()
+    if not (args.out / "config.json").is_file():
+        parser.exit(2, f"{args.out}: expected a finished run's folder with config.json\n")
     saved = json.loads((args.out / "config.json").read_text(encoding="utf-8"))
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k != "preset"}
     config = make_config(saved.get("preset", "paper"), **values)
@@ -40,7 +42,7 @@ def main() -> None:
             measured += stage.seconds * eta.speedup(stage.cores)
             predicted += rate * stage.work
     if not predicted:
-        raise SystemExit(f"{args.out}: no finished stage with a recorded time in its cache")
+        parser.exit(2, f"{args.out}: expected finished stages with recorded times in its cache\n")
     device = runtime.pick_device(None)
     gflops = runtime.matmul_gflops(runtime.use_bf16(device, None), repeats=args.repeats)
     ratio = measured / predicted

@@ -13,6 +13,7 @@ import multiprocessing
 import resource
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -117,8 +118,6 @@ def matmul_gflops(bf16: bool, repeats: int = 10) -> float:
     spend most of their time in such products (benchmarks/README.md, "How close prediction runs to this
     CPU's fp32 matmul speed"). One thread, as each worker has; best of `repeats`, so a moment of load from
     other jobs does not count. Takes well under a second."""
-    import time
-
     dtype = torch.bfloat16 if bf16 else torch.float32
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

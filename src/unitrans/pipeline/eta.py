@@ -62,6 +62,12 @@ def machine_scale(gflops: float | None) -> float:
     return max(1.0, REFERENCE_MATMUL_GFLOPS / gflops)
 
 
+def probed_rates(gflops: float | None) -> dict[str, float]:
+    """`REFERENCE_RATES` at this machine's speed (`machine_scale`): the rates before any stage time."""
+    scale = machine_scale(gflops)
+    return {k: r * scale for k, r in REFERENCE_RATES.items()}
+
+
 @dataclass(frozen=True)
 class PlannedStage:
     """One stage of the run as planned before it starts."""
@@ -195,7 +201,7 @@ def plan_lines(plan: Sequence[PlannedStage], workers: int, matmul_gflops: float 
     basis it used."""
     earlier = rates(measurement(s.kind, s.work, s.seconds, s.cores) for s in plan if s.cached)
     scale = machine_scale(matmul_gflops)
-    rate = earlier or {k: r * scale for k, r in REFERENCE_RATES.items()}
+    rate = earlier or probed_rates(matmul_gflops)
     basis = "from stage times an earlier run recorded in this cache"
     if not earlier:
         basis = "at the reference speed (the quick preset's stage times on a 2-core CPU, two workers)"
@@ -244,8 +250,7 @@ class RunProgress:
         ]
         self._measured: list[Measurement] = []
         # Before any stage time: the reference rates at this machine's matmul speed, where it was probed.
-        scale = machine_scale(matmul_gflops)
-        self._probed = None if matmul_gflops is None else {k: r * scale for k, r in REFERENCE_RATES.items()}
+        self._probed = None if matmul_gflops is None else probed_rates(matmul_gflops)
         self._started: dict[str, float] = {}
         self._done: set[str] = set()
 
